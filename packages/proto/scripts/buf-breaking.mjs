@@ -29,7 +29,7 @@ try {
   writeFileSync(join(dir, "buf.yaml"), "version: v2\nmodules:\n  - path: proto\n  - path: third_party\n");
   const image = join(dir, "against.binpb");
   execFileSync(buf, ["build", dir, "-o", image], { stdio: "inherit" });
-  execFileSync(buf, ["breaking", root, "--against", image, "--path", "proto"], { cwd: root, stdio: "inherit" });
+  execFileSync(buf, ["breaking", root, "--against", image], { cwd: root, stdio: "inherit" });
   console.log(`buf breaking: no breaking change against ${against}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
