@@ -1,0 +1,298 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LedgerError, openLedger, type CreateBalanceInput, type Ledger } from "./index.js";
+import { createTestDatabase, type TestDatabase } from "./testing.js";
+import { sql } from "./test-support/sql.js";
+
+let db: TestDatabase;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  ledger = await openLedger({ databaseUrl: db.url });
+});
+
+afterAll(async () => {
+  await ledger?.close();
+  await db?.drop();
+});
+
+const input = (overrides: Partial<CreateBalanceInput> = {}): CreateBalanceInput => ({
+  userId: "user-1",
+  balanceType: "general",
+  balanceCents: 0n,
+  currency: "USD",
+  status: "active",
+  metadata: {},
+  ...overrides,
+});
+
+interface TxnRow {
+  transaction_type: string;
+  amount_cents: string;
+  balance_before_cents: string;
+  balance_after_cents: string;
+  sequence: string;
+  currency: string;
+}
+
+const transactionsOf = (balanceId: string) =>
+  sql<TxnRow>(
+    db.url,
+    `select transaction_type, amount_cents, balance_before_cents, balance_after_cents, sequence, currency
+       from account_transactions where account_balance_id = $1 order by sequence`,
+    [balanceId],
+  );
+
+const countBalances = async (userId: string): Promise<number> =>
+  Number((await sql<{ n: string }>(db.url, "select count(*) as n from account_balances where user_id = $1", [userId]))[0]?.n);
+
+async function refusal(promise: Promise<unknown>): Promise<LedgerError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(LedgerError);
+    return err as LedgerError;
+  }
+  throw new Error("expected a LedgerError");
+}
+
+describe("create", () => {
+  it("writes a zero balance without any transaction", async () => {
+    const balance = await ledger.balances.create(input({ userId: "create-zero", metadata: { tier: "gold" } }));
+    expect(balance.id).toMatch(/^bal_[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(balance).toMatchObject({
+      userId: "create-zero",
+      balanceCents: 0n,
+      currency: "USD",
+      status: "active",
+      version: 1n,
+      metadata: { tier: "gold" },
+      organizationId: null,
+      referenceCode: null,
+      expiresAt: null,
+    });
+    expect(await transactionsOf(balance.id)).toEqual([]);
+    const stored = await ledger.balances.get(balance.id);
+    expect(stored).toMatchObject({ id: balance.id, balanceCents: 0n, version: 1n, metadata: { tier: "gold" } });
+  });
+
+  it("records a non-zero opening balance as adjustment #1 from 0", async () => {
+    const expiresAt = new Date(Date.now() + 86_400_000);
+    const balance = await ledger.balances.create(
+      input({ userId: "create-open", balanceCents: 12_345n, currency: "EUR", balanceType: "credits", expiresAt }),
+    );
+    expect(balance.balanceCents).toBe(12_345n);
+    expect(balance.expiresAt?.getTime()).toBe(expiresAt.getTime());
+    expect(await transactionsOf(balance.id)).toEqual([
+      {
+        transaction_type: "adjustment",
+        amount_cents: "12345",
+        balance_before_cents: "0",
+        balance_after_cents: "12345",
+        sequence: "1",
+        currency: "EUR",
+      },
+    ]);
+  });
+
+  it("keeps the largest safe amount exact", async () => {
+    const balance = await ledger.balances.create(input({ userId: "create-max", balanceCents: 9_007_199_254_740_991n }));
+    expect((await ledger.balances.get(balance.id))?.balanceCents).toBe(9_007_199_254_740_991n);
+    const err = await refusal(ledger.balances.create(input({ userId: "create-max", balanceCents: 9_007_199_254_740_992n })));
+    expect(err.reason).toBe("AMOUNT_OUT_OF_RANGE");
+    expect(await countBalances("create-max")).toBe(1);
+  });
+
+  it("refuses an unknown or lower-case currency and writes nothing", async () => {
+    for (const currency of ["XYZ", "usd", "US", ""]) {
+      const err = await refusal(ledger.balances.create(input({ userId: "create-bad-ccy", currency, balanceCents: 10n })));
+      expect(err.reason).toBe("VALIDATION_FAILED");
+      expect(err.details).toEqual({ field: "currency" });
+    }
+    expect(await countBalances("create-bad-ccy")).toBe(0);
+    const txns = await sql(db.url, "select 1 from account_transactions t join account_balances b on b.id = t.account_balance_id where b.user_id = 'create-bad-ccy'");
+    expect(txns).toEqual([]);
+  });
+
+  it("refuses bad enums, a negative opening balance and non-string metadata", async () => {
+    const cases: Array<[Partial<CreateBalanceInput>, string]> = [
+      [{ balanceType: "gift" as never }, "balance_type"],
+      [{ status: "open" as never }, "status"],
+      [{ balanceCents: -1n }, "balance_cents"],
+      [{ metadata: { n: 1 } as never }, "metadata"],
+      [{ userId: "" }, "user_id"],
+    ];
+    for (const [override, field] of cases) {
+      const err = await refusal(ledger.balances.create(input({ userId: "create-invalid", ...override })));
+      expect(err.reason, field).toBe("VALIDATION_FAILED");
+      expect(err.details.field).toBe(field);
+    }
+    expect(await countBalances("create-invalid")).toBe(0);
+  });
+
+  it("refuses a second balance with the same reference_code for the same user, currency and type", async () => {
+    const first = await ledger.balances.create(input({ userId: "dup", referenceCode: "wallet-1", balanceCents: 50n }));
+    const err = await refusal(ledger.balances.create(input({ userId: "dup", referenceCode: "wallet-1", balanceCents: 70n })));
+    expect(err.reason).toBe("DUPLICATE_BALANCE");
+    expect(err.message).not.toMatch(/insert|account_balances|constraint/i);
+    expect(await countBalances("dup")).toBe(1);
+    // The opening transaction of the refused balance was rolled back with it.
+    const txns = await sql(db.url, "select t.id from account_transactions t join account_balances b on b.id = t.account_balance_id where b.user_id = 'dup'");
+    expect(txns).toHaveLength(1);
+    expect(await transactionsOf(first.id)).toHaveLength(1);
+
+    // Same code in another currency, type or for another user is a different balance.
+    await ledger.balances.create(input({ userId: "dup", referenceCode: "wallet-1", currency: "EUR" }));
+    await ledger.balances.create(input({ userId: "dup", referenceCode: "wallet-1", balanceType: "promotional" }));
+    await ledger.balances.create(input({ userId: "dup-2", referenceCode: "wallet-1" }));
+    // Without a reference_code there is no uniqueness.
+    await ledger.balances.create(input({ userId: "dup" }));
+    await ledger.balances.create(input({ userId: "dup" }));
+    expect(await countBalances("dup")).toBe(5);
+  });
+});
+
+describe("list", () => {
+  const user = "lister";
+  const ids: string[] = [];
+
+  beforeAll(async () => {
+    const specs: Array<Partial<CreateBalanceInput>> = [
+      { currency: "USD", balanceType: "general", organizationId: "org-a" },
+      { currency: "EUR", balanceType: "general", organizationId: "org-a", projectId: "p1" },
+      { currency: "USD", balanceType: "credits", status: "suspended" },
+      { currency: "USD", balanceType: "general", referenceCode: "ref-x" },
+      { currency: "GBP", balanceType: "refund", organizationId: "org-b" },
+    ];
+    for (const spec of specs) ids.push((await ledger.balances.create(input({ userId: user, ...spec }))).id);
+    await ledger.balances.create(input({ userId: "someone-else" }));
+  });
+
+  it("returns the user's balances oldest first with the total", async () => {
+    const page = await ledger.balances.list({ userId: user }, { limit: 100, page: 1 });
+    expect(page.total).toBe(5);
+    expect(page.items.map((b) => b.id)).toEqual(ids);
+  });
+
+  it("pages with limit and page", async () => {
+    const p1 = await ledger.balances.list({ userId: user }, { limit: 2, page: 1 });
+    const p2 = await ledger.balances.list({ userId: user }, { limit: 2, page: 2 });
+    const p3 = await ledger.balances.list({ userId: user }, { limit: 2, page: 3 });
+    const p4 = await ledger.balances.list({ userId: user }, { limit: 2, page: 4 });
+    expect([p1, p2, p3, p4].map((p) => p.total)).toEqual([5, 5, 5, 5]);
+    expect([...p1.items, ...p2.items, ...p3.items].map((b) => b.id)).toEqual(ids);
+    expect(p3.items).toHaveLength(1);
+    expect(p4.items).toEqual([]);
+  });
+
+  it("filters by every field", async () => {
+    const ids_ = async (filter: Parameters<Ledger["balances"]["list"]>[0]) =>
+      (await ledger.balances.list(filter, { limit: 100, page: 1 })).items.map((b) => b.id);
+    expect(await ids_({ userId: user, currency: "USD" })).toEqual([ids[0], ids[2], ids[3]]);
+    expect(await ids_({ userId: user, balanceType: "general" })).toEqual([ids[0], ids[1], ids[3]]);
+    expect(await ids_({ userId: user, status: "suspended" })).toEqual([ids[2]]);
+    expect(await ids_({ userId: user, organizationId: "org-a" })).toEqual([ids[0], ids[1]]);
+    expect(await ids_({ userId: user, projectId: "p1" })).toEqual([ids[1]]);
+    expect(await ids_({ userId: user, referenceCode: "ref-x" })).toEqual([ids[3]]);
+    expect(await ids_({ userId: user, currency: "USD", balanceType: "general", status: "active" })).toEqual([ids[0], ids[3]]);
+    const filtered = await ledger.balances.list({ userId: user, currency: "USD" }, { limit: 1, page: 2 });
+    expect(filtered).toMatchObject({ total: 3, items: [{ id: ids[2] }] });
+  });
+
+  it("refuses a bad page, limit or filter", async () => {
+    for (const page of [
+      { limit: 0, page: 1 },
+      { limit: 1001, page: 1 },
+      { limit: 10, page: 0 },
+      { limit: 1.5, page: 1 },
+    ]) {
+      expect((await refusal(ledger.balances.list({ userId: user }, page))).reason).toBe("VALIDATION_FAILED");
+    }
+    expect((await refusal(ledger.balances.list({ userId: user, currency: "ABC" }, { limit: 1, page: 1 }))).reason).toBe(
+      "VALIDATION_FAILED",
+    );
+  });
+});
+
+describe("ownership", () => {
+  it("hides another user's balance: get is null, update and close are NOT_FOUND", async () => {
+    const balance = await ledger.balances.create(input({ userId: "owner-a", metadata: { k: "v" } }));
+    expect(await ledger.balances.get(balance.id, { ownerId: "owner-a" })).toMatchObject({ id: balance.id });
+    expect(await ledger.balances.get(balance.id, { ownerId: "owner-b" })).toBeNull();
+    expect(await ledger.balances.get("bal_does_not_exist")).toBeNull();
+
+    const upd = await refusal(ledger.balances.update(balance.id, { metadata: { k: "stolen" } }, { ownerId: "owner-b" }));
+    expect(upd.reason).toBe("NOT_FOUND");
+    const cls = await refusal(ledger.balances.close(balance.id, { ownerId: "owner-b" }));
+    expect(cls.reason).toBe("NOT_FOUND");
+    expect((await refusal(ledger.balances.update("bal_missing", { status: "suspended" }))).reason).toBe("NOT_FOUND");
+
+    const stored = await ledger.balances.get(balance.id);
+    expect(stored).toMatchObject({ metadata: { k: "v" }, status: "active", version: 1n });
+  });
+});
+
+describe("update and close", () => {
+  it("changes metadata, status and expiry, incrementing version each time", async () => {
+    const balance = await ledger.balances.create(input({ userId: "updater", metadata: { a: "1" } }));
+    const v2 = await ledger.balances.update(balance.id, { metadata: { a: "2", b: "x" } }, { ownerId: "updater" });
+    expect(v2).toMatchObject({ version: 2n, metadata: { a: "2", b: "x" }, status: "active" });
+    expect(v2.updatedAt.getTime()).toBeGreaterThanOrEqual(balance.updatedAt.getTime());
+
+    const v3 = await ledger.balances.update(balance.id, { status: "suspended" });
+    expect(v3).toMatchObject({ version: 3n, status: "suspended" });
+
+    const expiresAt = new Date("2030-01-01T00:00:00Z");
+    const v4 = await ledger.balances.update(balance.id, { expiresAt, status: "active" });
+    expect(v4).toMatchObject({ version: 4n, status: "active" });
+    expect(v4.expiresAt?.toISOString()).toBe("2030-01-01T00:00:00.000Z");
+
+    // No actual change: no new version.
+    const same = await ledger.balances.update(balance.id, { metadata: { b: "x", a: "2" }, expiresAt });
+    expect(same.version).toBe(4n);
+
+    const cleared = await ledger.balances.update(balance.id, { expiresAt: null });
+    expect(cleared).toMatchObject({ version: 5n, expiresAt: null });
+
+    const [row] = await sql<{ version: string; status: string; metadata: unknown }>(
+      db.url,
+      "select version, status, metadata from account_balances where id = $1",
+      [balance.id],
+    );
+    expect(row).toEqual({ version: "5", status: "active", metadata: { a: "2", b: "x" } });
+  });
+
+  it("refuses to close a non-zero balance and leaves it unchanged", async () => {
+    const balance = await ledger.balances.create(input({ userId: "closer", balanceCents: 250n }));
+    const err = await refusal(ledger.balances.close(balance.id));
+    expect(err.reason).toBe("BALANCE_NOT_EMPTY");
+    expect(err.details).toEqual({ balance_cents: "250" });
+    const viaUpdate = await refusal(ledger.balances.update(balance.id, { status: "closed", metadata: { x: "y" } }));
+    expect(viaUpdate.reason).toBe("BALANCE_NOT_EMPTY");
+    const [row] = await sql(db.url, "select status, version, balance_cents, metadata from account_balances where id = $1", [
+      balance.id,
+    ]);
+    expect(row).toEqual({ status: "active", version: "1", balance_cents: "250", metadata: {} });
+  });
+
+  it("closes a zero balance, which then cannot be reopened", async () => {
+    const balance = await ledger.balances.create(input({ userId: "closer" }));
+    const closed = await ledger.balances.close(balance.id, { ownerId: "closer" });
+    expect(closed).toMatchObject({ status: "closed", version: 2n });
+    // Closing again changes nothing.
+    expect(await ledger.balances.close(balance.id)).toMatchObject({ status: "closed", version: 2n });
+    const err = await refusal(ledger.balances.update(balance.id, { status: "active" }));
+    expect(err.reason).toBe("BALANCE_NOT_ACTIVE");
+    expect((await ledger.balances.get(balance.id))?.status).toBe("closed");
+  });
+
+  it("serialises concurrent updates on the row lock: no lost version", async () => {
+    const balance = await ledger.balances.create(input({ userId: "racer" }));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => ledger.balances.update(balance.id, { metadata: { n: String(i) } })),
+    );
+    const stored = await ledger.balances.get(balance.id);
+    // Each of the 8 updates sets a different metadata value than the row holds: 8 new versions.
+    expect(stored?.version).toBe(9n);
+  });
+});

@@ -1,0 +1,242 @@
+import { LockMode, type FilterQuery } from "@mikro-orm/core";
+import {
+  BALANCE_STATUSES,
+  BALANCE_TYPES,
+  MAX_CENTS,
+  isKnownCurrency,
+  type BalanceStatus,
+  type BalanceType,
+} from "./domain.js";
+import { AccountBalance, type AccountBalanceRecord } from "./entities/account-balance.entity.js";
+import { AccountTransaction } from "./entities/account-transaction.entity.js";
+import { LedgerError } from "./errors.js";
+import { newBalanceId, newTransactionId } from "./ids.js";
+import { inFork, inTransaction, type LedgerOrm } from "./orm.js";
+import {
+  invalid,
+  optionalString,
+  requireDate,
+  requireMetadata,
+  requireNonEmpty,
+  requireOneOf,
+  requirePositiveInt,
+} from "./validate.js";
+
+export interface CreateBalanceInput {
+  userId: string;
+  organizationId?: string | null;
+  projectId?: string | null;
+  customerId?: string | null;
+  balanceType: BalanceType;
+  /** Opening balance in minor units; a non-zero value is recorded as an `adjustment` transaction. */
+  balanceCents: bigint;
+  currency: string;
+  referenceCode?: string | null;
+  expiresAt?: Date | null;
+  status: BalanceStatus;
+  metadata: Record<string, string>;
+}
+
+export interface BalanceFilter {
+  userId: string;
+  referenceCode?: string;
+  balanceType?: BalanceType;
+  status?: BalanceStatus;
+  organizationId?: string;
+  projectId?: string;
+  currency?: string;
+}
+
+export interface PageRequest {
+  /** 1 … 1000. */
+  limit: number;
+  /** 1-based. */
+  page: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+export interface UpdateBalancePatch {
+  status?: BalanceStatus;
+  /** A Date sets the expiry, null clears it, undefined leaves it. */
+  expiresAt?: Date | null;
+  /** Replaces the whole metadata object. */
+  metadata?: Record<string, string>;
+}
+
+/** `ownerId` restricts the operation to balances of that user; anyone else's balance is "not found". */
+export interface OwnerScope {
+  ownerId?: string;
+}
+
+export interface Balances {
+  create(input: CreateBalanceInput): Promise<AccountBalanceRecord>;
+  get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null>;
+  list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>>;
+  update(id: string, patch: UpdateBalancePatch, opts?: OwnerScope): Promise<AccountBalanceRecord>;
+  close(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord>;
+}
+
+export const MAX_PAGE_LIMIT = 1000;
+
+function notFound(): LedgerError {
+  return new LedgerError("NOT_FOUND", "balance not found");
+}
+
+function requireCurrency(value: unknown, field = "currency"): string {
+  if (typeof value !== "string" || !isKnownCurrency(value)) {
+    throw invalid(`${field} must be a known ISO 4217 currency code in upper case`, field);
+  }
+  return value;
+}
+
+function ownedBy(id: string, opts?: OwnerScope): FilterQuery<AccountBalanceRecord> {
+  return opts?.ownerId !== undefined ? { id, userId: opts.ownerId } : { id };
+}
+
+function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
+
+export function createBalances(orm: LedgerOrm): Balances {
+  async function create(input: CreateBalanceInput): Promise<AccountBalanceRecord> {
+    const userId = requireNonEmpty(input.userId, "user_id");
+    const balanceType = requireOneOf(input.balanceType, BALANCE_TYPES, "balance_type");
+    const status = requireOneOf(input.status, BALANCE_STATUSES, "status");
+    const currency = requireCurrency(input.currency);
+    const metadata = requireMetadata(input.metadata);
+    const expiresAt = input.expiresAt == null ? null : requireDate(input.expiresAt, "expires_at");
+    const opening = input.balanceCents;
+    if (typeof opening !== "bigint") throw invalid("balance_cents must be an integer", "balance_cents");
+    if (opening < 0n) throw invalid("balance_cents must not be negative", "balance_cents");
+    if (opening > MAX_CENTS) {
+      throw new LedgerError("AMOUNT_OUT_OF_RANGE", "balance_cents is above 9007199254740991", {
+        max_cents: MAX_CENTS.toString(),
+      });
+    }
+    if (status === "closed" && opening !== 0n) {
+      throw new LedgerError("BALANCE_NOT_EMPTY", "a closed balance must have a zero balance", {
+        balance_cents: opening.toString(),
+      });
+    }
+
+    return inTransaction(orm, async (em) => {
+      const now = new Date();
+      const balance = em.create(AccountBalance, {
+        id: newBalanceId(),
+        userId,
+        organizationId: optionalString(input.organizationId, "organization_id"),
+        projectId: optionalString(input.projectId, "project_id"),
+        customerId: optionalString(input.customerId, "customer_id"),
+        balanceType,
+        balanceCents: opening,
+        currency,
+        referenceCode: optionalString(input.referenceCode, "reference_code"),
+        status,
+        expiresAt,
+        metadata,
+        version: 1n,
+        createdAt: now,
+        updatedAt: now,
+      });
+      if (opening !== 0n) {
+        // The opening balance is money like any other: it enters through the ledger so the
+        // transaction chain of this balance starts at 0 and ends at balance_cents.
+        em.create(AccountTransaction, {
+          id: newTransactionId(),
+          accountBalanceId: balance.id,
+          transactionType: "adjustment",
+          amountCents: opening,
+          balanceBeforeCents: 0n,
+          balanceAfterCents: opening,
+          currency,
+          description: "opening balance",
+          referenceCode: balance.referenceCode ?? null,
+          status: "completed",
+          metadata: {},
+          createdAt: now,
+          sequence: 1n,
+        });
+      }
+      await em.flush();
+      return balance;
+    });
+  }
+
+  async function get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null> {
+    if (typeof id !== "string" || id === "") return null;
+    return inFork(orm, (em) => em.findOne(AccountBalance, ownedBy(id, opts)));
+  }
+
+  async function list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>> {
+    const userId = requireNonEmpty(filter.userId, "user_id");
+    const limit = requirePositiveInt(page.limit, "limit", MAX_PAGE_LIMIT);
+    const pageNo = requirePositiveInt(page.page, "page");
+    const where: FilterQuery<AccountBalanceRecord> = { userId };
+    if (filter.referenceCode !== undefined) where.referenceCode = filter.referenceCode;
+    if (filter.balanceType !== undefined) where.balanceType = requireOneOf(filter.balanceType, BALANCE_TYPES, "balance_type");
+    if (filter.status !== undefined) where.status = requireOneOf(filter.status, BALANCE_STATUSES, "status");
+    if (filter.organizationId !== undefined) where.organizationId = filter.organizationId;
+    if (filter.projectId !== undefined) where.projectId = filter.projectId;
+    if (filter.currency !== undefined) where.currency = requireCurrency(filter.currency);
+    const [items, total] = await inFork(orm, (em) =>
+      em.findAndCount(AccountBalance, where, {
+        // Matches account_balances_user_created_idx.
+        orderBy: { createdAt: "asc", id: "asc" },
+        limit,
+        offset: (pageNo - 1) * limit,
+      }),
+    );
+    return { items, total };
+  }
+
+  async function update(id: string, patch: UpdateBalancePatch, opts?: OwnerScope): Promise<AccountBalanceRecord> {
+    const status = patch.status === undefined ? undefined : requireOneOf(patch.status, BALANCE_STATUSES, "status");
+    const expiresAt =
+      patch.expiresAt === undefined ? undefined : patch.expiresAt === null ? null : requireDate(patch.expiresAt, "expires_at");
+    const metadata = patch.metadata === undefined ? undefined : requireMetadata(patch.metadata);
+    if (typeof id !== "string" || id === "") throw notFound();
+
+    return inTransaction(orm, async (em) => {
+      // The row lock orders this change after any in-flight credit or debit of the balance.
+      const balance = await em.findOne(AccountBalance, ownedBy(id, opts), { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (!balance) throw notFound();
+
+      let changed = false;
+      if (status !== undefined && status !== balance.status) {
+        if (balance.status === "closed") {
+          throw new LedgerError("BALANCE_NOT_ACTIVE", "a closed balance cannot be reopened", { status: balance.status });
+        }
+        if (status === "closed" && balance.balanceCents !== 0n) {
+          throw new LedgerError("BALANCE_NOT_EMPTY", "only a balance of zero can be closed", {
+            balance_cents: balance.balanceCents.toString(),
+          });
+        }
+        balance.status = status;
+        changed = true;
+      }
+      if (expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null)) {
+        balance.expiresAt = expiresAt;
+        changed = true;
+      }
+      if (metadata !== undefined && !sameMetadata(metadata, balance.metadata)) {
+        balance.metadata = metadata;
+        changed = true;
+      }
+      if (changed) {
+        balance.version = balance.version + 1n;
+        balance.updatedAt = new Date();
+        await em.flush();
+      }
+      return balance;
+    });
+  }
+
+  const close = (id: string, opts?: OwnerScope): Promise<AccountBalanceRecord> => update(id, { status: "closed" }, opts);
+
+  return { create, get, list, update, close };
+}

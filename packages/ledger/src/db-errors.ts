@@ -1,0 +1,75 @@
+import { LedgerError } from "./errors.js";
+
+// Unique indexes whose violation is a caller-visible conflict rather than a bug.
+const UNIQUE_REASONS: Record<string, { reason: "DUPLICATE_BALANCE"; message: string }> = {
+  account_balances_reference_code_unique: {
+    reason: "DUPLICATE_BALANCE",
+    message: "a balance with this reference_code already exists for this user, currency and balance type",
+  },
+};
+
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+]);
+
+interface DbErrorLike {
+  code?: unknown;
+  constraint?: unknown;
+  name?: unknown;
+  message?: unknown;
+}
+
+function fields(err: unknown): DbErrorLike {
+  return typeof err === "object" && err !== null ? (err as DbErrorLike) : {};
+}
+
+/** Deadlock or serialization failure: the transaction may simply be run again. */
+export function isRetryable(err: unknown): boolean {
+  const { code } = fields(err);
+  return code === "40001" || code === "40P01";
+}
+
+export function isConnectionError(err: unknown): boolean {
+  const { code, name, message } = fields(err);
+  if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;
+  if (name === "KnexTimeoutError" || name === "ConnectionException") return true;
+  return (
+    typeof message === "string" &&
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
+  );
+}
+
+/**
+ * Turns any database failure into a LedgerError whose message is safe to show a caller:
+ * never SQL, parameters or server text. The original error stays reachable as a
+ * non-enumerable `cause` for debugging, so serializers that walk own enumerable
+ * properties do not copy it into logs or responses.
+ */
+export function toLedgerError(err: unknown): LedgerError {
+  if (err instanceof LedgerError) return err;
+  const { code, constraint } = fields(err);
+  let out: LedgerError;
+  const unique = code === "23505" && typeof constraint === "string" ? UNIQUE_REASONS[constraint] : undefined;
+  if (unique) {
+    out = new LedgerError(unique.reason, unique.message);
+  } else if (isConnectionError(err)) {
+    out = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
+  } else if (isRetryable(err)) {
+    out = new LedgerError("UNAVAILABLE", "the operation conflicted with a concurrent one, try again");
+  } else {
+    out = new LedgerError("INTERNAL", "internal ledger error");
+  }
+  Object.defineProperty(out, "cause", { value: err, enumerable: false, configurable: true, writable: true });
+  return out;
+}

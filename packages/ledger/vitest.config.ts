@@ -1,0 +1,10 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["src/**/*.test.ts"],
+    // Real PostgreSQL: an embedded cluster takes a few seconds to initialise.
+    testTimeout: 30_000,
+    hookTimeout: 90_000,
+  },
+});
