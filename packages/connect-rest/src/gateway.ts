@@ -1,0 +1,389 @@
+// The REST gateway: match a google.api.http route, transcode the request, call the router's
+// Connect handler for the method (so its interceptors run exactly as on the other protocols),
+// and render the response or error as REST JSON.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { DescMethod, DescService, JsonValue } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { codeFromHttpStatus, codeToString, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { toRestJson, type RestJsonOptions } from "./json.js";
+import { buildRequest } from "./request.js";
+import { buildRoutes, matchRoute, splitPath, type RestRoute } from "./routes.js";
+
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+
+export interface RestResponse {
+  /** HTTP status; formatSuccess defaults to 200, formatError to the status in its context. */
+  status?: number;
+  body: JsonValue;
+  headers?: Record<string, string>;
+}
+
+export interface RestSuccessContext {
+  readonly method: DescMethod;
+  readonly httpMethod: string;
+  readonly route: RestRoute;
+}
+
+export interface RestErrorContext {
+  /** Undefined when no method was reached (405, or a failure before the route was known). */
+  readonly method: DescMethod | undefined;
+  readonly httpMethod: string;
+  /** The HTTP status the gateway would use: from the Connect code, or 405/413/415 for its own refusals. */
+  readonly status: number;
+}
+
+export interface RestGatewayOptions {
+  /** Services whose methods carry google.api.http rules. Methods without a rule are not exposed. */
+  services: readonly DescService[];
+  /** `router.handlers` of the Connect router that implements them (with the app's interceptors). */
+  handlers: readonly UniversalHandler[];
+  /** Prefix of every route, e.g. "/bridge-payment/account-balance". Default "" (routes at the root). */
+  basePath?: string;
+  /** Largest request body read; past it the answer is 413 and the rest is not read. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Shapes a success. Default: status 200, body = the REST JSON of the response message. */
+  formatSuccess?: (json: JsonValue, ctx: RestSuccessContext) => RestResponse;
+  /** Shapes a failure. Default: {error: message, code: "invalid_argument"...} with ctx.status. */
+  formatError?: (err: ConnectError, ctx: RestErrorContext) => RestResponse;
+  /** Context values for the call (like connect-node's option); restCallKey is set on them. */
+  contextValues?: (req: NodeRequest) => ContextValues;
+  /** Called with unexpected exceptions (they are answered as a bare 500 "internal error"). */
+  onError?: (err: unknown) => void;
+  /** Options of the JSON rendering, e.g. a registry for google.protobuf.Any. */
+  json?: RestJsonOptions;
+}
+
+/** Handles the request if it matches a route and returns true; otherwise calls next (if given) and returns false. */
+export type RestGateway = ((req: NodeRequest, res: NodeResponse, next?: () => void) => Promise<boolean>) & {
+  readonly routes: readonly RestRoute[];
+  readonly basePath: string;
+};
+
+/** What an interceptor can learn about a call that came through the gateway: `ctx.contextValues.get(restCallKey)`. */
+export interface RestCallInfo {
+  readonly route: RestRoute;
+  readonly httpMethod: string;
+}
+
+export const restCallKey = createContextKey<RestCallInfo | undefined>(undefined, { description: "connect-rest call" });
+
+const defaultMaxBodyBytes = 1024 * 1024;
+
+/** HTTP status of a Connect code, as the REST API documents it. */
+export function httpStatusFromCode(code: Code): number {
+  switch (code) {
+    case Code.InvalidArgument:
+    case Code.FailedPrecondition:
+    case Code.OutOfRange:
+      return 400;
+    case Code.Unauthenticated:
+      return 401;
+    case Code.PermissionDenied:
+      return 403;
+    case Code.NotFound:
+    case Code.Unimplemented:
+      return 404;
+    case Code.AlreadyExists:
+    case Code.Aborted:
+      return 409;
+    case Code.ResourceExhausted:
+      return 429;
+    case Code.Canceled:
+      return 499;
+    case Code.Unavailable:
+      return 503;
+    case Code.DeadlineExceeded:
+      return 504;
+    default:
+      return 500; // Internal, Unknown, DataLoss
+  }
+}
+
+export function defaultFormatError(err: ConnectError, ctx: RestErrorContext): RestResponse {
+  return { status: ctx.status, body: { error: err.rawMessage, code: codeToString(err.code) } };
+}
+
+export function createRestGateway(opts: RestGatewayOptions): RestGateway {
+  const basePath = normalizeBasePath(opts.basePath ?? "");
+  const maxBodyBytes = opts.maxBodyBytes ?? defaultMaxBodyBytes;
+  const formatSuccess = opts.formatSuccess ?? ((json: JsonValue): RestResponse => ({ status: 200, body: json }));
+  const formatError = opts.formatError ?? defaultFormatError;
+  const routes = buildRoutes(opts.services);
+  const handlers = new Map(opts.handlers.map((h) => [h.requestPath, h]));
+  for (const r of routes) {
+    if (!handlers.has(requestPath(r.method))) throw new Error(`no Connect handler for ${requestPath(r.method)}`);
+  }
+
+  const sendError = (res: NodeResponse, err: ConnectError, ctx: RestErrorContext, extra: Record<string, string> = {}) => {
+    const out = formatError(err, ctx);
+    send(res, out.status ?? ctx.status, out.body, { ...extra, ...out.headers });
+  };
+
+  const gateway = async (req: NodeRequest, res: NodeResponse, next?: () => void): Promise<boolean> => {
+    const httpMethod = (req.method ?? "GET").toUpperCase();
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const pathname = q < 0 ? url : url.slice(0, q);
+    const search = q < 0 ? "" : url.slice(q);
+    const relative = stripBasePath(pathname, basePath);
+    const segments = relative === undefined ? undefined : splitPath(relative);
+    const match = segments === undefined ? undefined : matchRoute(routes, httpMethod, segments);
+    if (match === undefined || match.kind === "not-found") {
+      next?.();
+      return false;
+    }
+    if (match.kind === "method-not-allowed") {
+      const err = new ConnectError(`${httpMethod} is not allowed here`, Code.Unimplemented);
+      sendError(res, err, { method: undefined, httpMethod, status: 405 }, { allow: match.allowed.join(", ") });
+      return true;
+    }
+    const { route, values } = match;
+    const errCtx = (status: number): RestErrorContext => ({ method: route.method, httpMethod, status });
+    try {
+      let body: JsonValue | undefined;
+      if (route.body !== "") {
+        const refusal = contentRefusal(req.headers);
+        if (refusal) {
+          sendError(res, new ConnectError(refusal, Code.InvalidArgument), errCtx(415));
+          return true;
+        }
+        const bytes = await readBody(req, maxBodyBytes);
+        if (bytes === undefined) {
+          const extra: Record<string, string> = req.httpVersionMajor === 1 ? { connection: "close" } : {};
+          const err = new ConnectError(`request body larger than ${maxBodyBytes} bytes`, Code.ResourceExhausted);
+          sendError(res, err, errCtx(413), extra);
+          return true;
+        }
+        if (bytes.length > 0) {
+          if (req.headers["content-type"] === undefined) {
+            sendError(res, new ConnectError("request body must be application/json", Code.InvalidArgument), errCtx(415));
+            return true;
+          }
+          try {
+            body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as JsonValue;
+          } catch {
+            sendError(res, new ConnectError("malformed JSON body", Code.InvalidArgument), errCtx(400));
+            return true;
+          }
+        }
+      }
+      const message = buildRequest(route, { values, query: new URLSearchParams(search), body });
+
+      const handler = handlers.get(requestPath(route.method))!;
+      const abort = new AbortController();
+      const onClose = () => {
+        if (!res.writableEnded) abort.abort(new ConnectError("client closed the connection", Code.Canceled));
+      };
+      res.once("close", onClose);
+      const contextValues = opts.contextValues?.(req) ?? createContextValues();
+      contextValues.set(restCallKey, { route, httpMethod });
+      const header = forwardedHeaders(req.headers);
+      header.set("content-type", "application/proto");
+      header.set("connect-protocol-version", "1");
+      const uRes = await handler({
+        httpVersion: req.httpVersion,
+        url: `${origin(req)}${handler.requestPath}${search}`,
+        method: "POST",
+        header,
+        body: once(toBinary(route.method.input, message)),
+        signal: abort.signal,
+        contextValues,
+      });
+      const resBytes = await readAll(uRes.body);
+      const resHeaders = responseHeaders(uRes.header, uRes.trailer);
+      if (uRes.status === 200) {
+        const out = fromBinary(route.method.output, resBytes);
+        let json = toRestJson(route.method.output, out, opts.json);
+        if (route.responseBodyField !== undefined && typeof json === "object" && json !== null && !Array.isArray(json)) {
+          json = json[route.responseBodyField.name] ?? null;
+        }
+        const formatted = formatSuccess(json, { method: route.method, httpMethod, route });
+        send(res, formatted.status ?? 200, formatted.body, { ...resHeaders, ...formatted.headers });
+      } else {
+        const err = connectErrorFrom(uRes.status, resBytes, resHeaders);
+        const out = formatError(err, errCtx(httpStatusFromCode(err.code)));
+        send(res, out.status ?? httpStatusFromCode(err.code), out.body, { ...resHeaders, ...out.headers });
+      }
+    } catch (e) {
+      if (e instanceof ConnectError) {
+        sendError(res, e, errCtx(httpStatusFromCode(e.code)));
+      } else {
+        opts.onError?.(e);
+        sendError(res, new ConnectError("internal error", Code.Internal), errCtx(500));
+      }
+    }
+    return true;
+  };
+  return Object.assign(gateway, { routes, basePath });
+}
+
+function requestPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function normalizeBasePath(p: string): string {
+  const trimmed = p.replace(/\/+$/, "");
+  return trimmed === "" ? "" : trimmed.startsWith("/") ? trimmed : `/${trimmed}`;
+}
+
+function stripBasePath(pathname: string, basePath: string): string | undefined {
+  if (basePath === "") return pathname;
+  if (pathname === basePath) return "/";
+  return pathname.startsWith(`${basePath}/`) ? pathname.slice(basePath.length) : undefined;
+}
+
+/** Why a body may not be accepted, or undefined. Only JSON: a form post must never move money. */
+function contentRefusal(headers: IncomingHttpHeaders): string | undefined {
+  const enc = headers["content-encoding"];
+  if (enc !== undefined && enc.toLowerCase() !== "identity") return "compressed request bodies are not supported";
+  const ct = headers["content-type"];
+  if (ct === undefined) return undefined; // an empty body needs none; a non-empty one is refused later
+  const [mime, ...params] = ct.split(";").map((s) => s.trim().toLowerCase());
+  if (mime !== "application/json") return "request body must be application/json";
+  for (const p of params) {
+    const [k, v] = p.split("=").map((s) => s.trim().replace(/^"|"$/g, ""));
+    if (k === "charset" && v !== "utf-8" && v !== "utf8") return "request body must be UTF-8";
+  }
+  return undefined;
+}
+
+/** The body, or undefined when it is larger than max (then reading stops). */
+function readBody(req: NodeRequest, max: number): Promise<Uint8Array | undefined> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > max) return Promise.resolve(undefined);
+  if (req.readableEnded) return Promise.resolve(new Uint8Array(0));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClosed);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        cleanup();
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onClosed = () => {
+      cleanup();
+      reject(new ConnectError("client closed the connection", Code.Canceled));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClosed);
+  });
+}
+
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "http2-settings",
+  "content-length",
+  "content-type",
+  "content-encoding",
+  "accept-encoding",
+]);
+
+/** The caller's headers for the Connect call: all end-to-end ones (auth, cookies, idempotency keys...). */
+function forwardedHeaders(incoming: IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  const named = new Set(
+    String(incoming.connection ?? "")
+      .split(",")
+      .map((s) => s.trim().toLowerCase()),
+  );
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || name.startsWith(":") || hopByHop.has(name) || named.has(name)) continue;
+    // Protocol headers belong to the gateway's own Connect call (no compression, no client timeouts).
+    if (name.startsWith("connect-") || name.startsWith("grpc-")) continue;
+    if (Array.isArray(value)) for (const v of value) out.append(name, v);
+    else out.set(name, value);
+  }
+  return out;
+}
+
+function origin(req: NodeRequest): string {
+  const h = req.headers;
+  const authority = (h[":authority"] as string | undefined) ?? h.host ?? "localhost";
+  const scheme = (h[":scheme"] as string | undefined) ?? ("encrypted" in req.socket && req.socket.encrypted ? "https" : "http");
+  return `${scheme}://${authority}`;
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+async function readAll(body: AsyncIterable<Uint8Array> | undefined): Promise<Uint8Array> {
+  if (body === undefined) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  for await (const c of body) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+const notForwardedBack = /^(content-type|content-length|content-encoding|transfer-encoding|connection|keep-alive|vary|connect-.*|grpc-.*)$/;
+
+/** Response headers and trailers the handler set (e.g. retry-after, set-cookie), as plain headers. */
+function responseHeaders(header: Headers | undefined, trailer: Headers | undefined): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const h of [header, trailer]) {
+    if (h === undefined) continue;
+    h.forEach((value, key) => {
+      const name = key.startsWith("trailer-") ? key.slice("trailer-".length) : key;
+      if (notForwardedBack.test(name)) return;
+      out[name] = name === "set-cookie" ? h.getSetCookie() : value;
+    });
+  }
+  return out;
+}
+
+/** The Connect unary error body (code, message, details) as a ConnectError with its details kept. */
+function connectErrorFrom(status: number, bytes: Uint8Array, headers: Record<string, string | string[]>): ConnectError {
+  const metadata = Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): [string, string] => [k, x]) : [[k, v] as [string, string]]));
+  const fallback = new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status), metadata);
+  try {
+    return errorFromJsonBytes(bytes, metadata, fallback);
+  } catch (e) {
+    return e instanceof ConnectError ? e : fallback;
+  }
+}
+
+function send(res: NodeResponse, status: number, body: JsonValue, headers: Record<string, string | string[]>): void {
+  if (res.headersSent || res.writableEnded) return;
+  const data = JSON.stringify(body);
+  const r = res as ServerResponse;
+  r.statusCode = status;
+  for (const [k, v] of Object.entries(headers)) {
+    if (k === "connection" && (res as Http2ServerResponse).stream !== undefined) continue;
+    r.setHeader(k, v);
+  }
+  r.setHeader("content-type", "application/json; charset=utf-8");
+  r.setHeader("content-length", Buffer.byteLength(data));
+  r.end(data);
+}

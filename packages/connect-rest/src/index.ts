@@ -1,0 +1,32 @@
+export {
+  createRestGateway,
+  defaultFormatError,
+  httpStatusFromCode,
+  restCallKey,
+  type NodeRequest,
+  type NodeResponse,
+  type RestCallInfo,
+  type RestErrorContext,
+  type RestGateway,
+  type RestGatewayOptions,
+  type RestResponse,
+  type RestSuccessContext,
+} from "./gateway.js";
+export { enumFromRest, enumToRest, restEnumName, toRestJson, type RestJsonOptions } from "./json.js";
+export { buildRequest, buildRequestJson, normalizeMessageJson, type RequestParts } from "./request.js";
+export {
+  buildRoutes,
+  compareSpecificity,
+  matchPathTemplate,
+  matchRoute,
+  parsePathTemplate,
+  PathTemplateError,
+  resolveFieldPath,
+  splitPath,
+  type BoundVariable,
+  type PathSegment,
+  type PathTemplate,
+  type PathVariable,
+  type RestRoute,
+  type RouteMatch,
+} from "./routes.js";
