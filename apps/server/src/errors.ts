@@ -32,10 +32,10 @@ export function refusal(reason: Reason, message: string, details: Record<string,
   return new ConnectError(message, REASON_CODE[reason], undefined, [{ desc: ErrorInfoSchema, value: info }]);
 }
 
-/** Reads the reason back from an error, whatever produced it. */
-export function reasonOf(err: ConnectError): Reason | undefined {
-  const info = err.findDetails(ErrorInfoSchema)[0];
-  return info?.reason as Reason | undefined;
+/** Reads the ErrorInfo back from an error, whatever produced it. */
+export function reasonOf(err: ConnectError): { reason: Reason; metadata: Record<string, string> } | undefined {
+  const info = err.findDetails(ErrorInfoSchema).find((i) => i.domain === ERROR_DOMAIN);
+  return info ? { reason: info.reason as Reason, metadata: info.metadata } : undefined;
 }
 
 export function fromLedgerError(err: LedgerError): ConnectError {

@@ -145,6 +145,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     password = randomBytes(24).toString("base64url");
   }
 
+  // Another process of ours (the server, while a CLI command runs) may have this cluster
+  // up already: share it rather than fail on its lock file, and leave stopping it to its owner.
+  const running = initialised ? await runningPort(dataDir) : undefined;
+  if (running !== undefined) {
+    log(`embedded PostgreSQL: using the cluster already running on 127.0.0.1:${running}`);
+    return clusterHandle(running, password, async () => {});
+  }
+
   // Postgres is chatty; keep its last lines to explain a failed start, log nothing otherwise.
   const recent: string[] = [];
   const remember = (message: unknown): void => {
@@ -198,14 +206,35 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   log(`embedded PostgreSQL: listening on 127.0.0.1:${port}`);
 
   const started = instance;
-  const url = (database: string): string =>
-    `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   const unwatch = watchCluster({
     stop: () => started.stop(),
     kill: () => (started as unknown as { process?: { kill(signal: NodeJS.Signals): boolean } }).process?.kill("SIGINT"),
   });
-  let stopping: Promise<void> | undefined;
+  return clusterHandle(port, password, async () => {
+    unwatch();
+    await started.stop();
+    log("embedded PostgreSQL: stopped");
+  });
+}
 
+/** The port of a live postmaster in dataDir (its postmaster.pid: pid on line 1, port on line 4). */
+async function runningPort(dataDir: string): Promise<number | undefined> {
+  const lines = (await fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n");
+  const pid = Number.parseInt(lines[0] ?? "", 10);
+  const port = Number.parseInt(lines[3] ?? "", 10);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port)) return undefined;
+  try {
+    process.kill(pid, 0);
+    return port;
+  } catch {
+    return undefined;
+  }
+}
+
+function clusterHandle(port: number, password: string, stopCluster: () => Promise<void>): RunningPostgres {
+  const url = (database: string): string =>
+    `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  let stopping: Promise<void> | undefined;
   return {
     port,
     url,
@@ -220,11 +249,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       }
     },
     stop() {
-      stopping ??= (async () => {
-        unwatch();
-        await started.stop();
-        log("embedded PostgreSQL: stopped");
-      })();
+      stopping ??= stopCluster();
       return stopping;
     },
   };

@@ -1,0 +1,149 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { createConnectRouter, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  AccountBalanceService,
+  file_accountbalance_v1_account_balance_service,
+} from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
+import {
+  AccountBalanceAdminService,
+  file_accountbalance_v1_account_balance_admin_service,
+} from "@account-balance/proto/accountbalance/v1/account_balance_admin_service_pb.js";
+import { file_grpc_health_v1_health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
+import { createRestGateway } from "@account-balance/connect-rest";
+import { openLedger, type Ledger } from "@account-balance/ledger";
+import type { Config } from "./config.js";
+import type { Logger } from "./log.js";
+import { createAuthInterceptor, logStartupWarnings } from "./auth/interceptor.js";
+import { createFlowlessProvider } from "./auth/flowless.js";
+import { createLocalProvider } from "./auth/local.js";
+import type { SessionProvider } from "./auth/session.js";
+import { createErrorsInterceptor } from "./rpc/errors-interceptor.js";
+import { createValidationInterceptor } from "./rpc/validation.js";
+import { accountBalanceService } from "./rpc/account-balance-service.js";
+import { adminService } from "./rpc/admin-service.js";
+import { registerHealth } from "./transport/health.js";
+import { registerReflection } from "./transport/reflection.js";
+import { createProbes } from "./transport/probes.js";
+import { listen } from "./transport/listen.js";
+import { grpcMessageReadableByGrpcJs } from "./transport/grpc-message.js";
+import { restError, restSuccess } from "./rest.js";
+
+export interface App {
+  readonly port: number;
+  readonly ledger: Ledger;
+  /** Stops taking calls, lets those in flight finish (up to the grace period), then closes the database. */
+  close(): Promise<void>;
+}
+
+const GUARDED = [AccountBalanceService.typeName, AccountBalanceAdminService.typeName];
+
+/** Wires the whole service: ledger, auth, interceptors, RPCs, REST gateway, probes, one port. */
+export async function startApp(config: Config, log: Logger): Promise<App> {
+  const ledger = await openLedger({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.embeddedPgDir,
+    migrate: config.migrateOnStart,
+    poolMax: config.dbPoolMax,
+    log: (msg) => log.info(msg),
+  });
+  try {
+    return await serve(config, log, ledger);
+  } catch (err) {
+    await ledger.close();
+    throw err;
+  }
+}
+
+async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> {
+  const authOptions = {
+    enabled: config.accountBalanceEnabled,
+    requireAuth: config.requireAuth,
+    allowedRoles: config.allowedRoles,
+    adminRoles: config.adminRoles,
+    serviceTokens: config.serviceTokens,
+    provider: sessionProvider(config, ledger, log),
+    adminServices: [AccountBalanceAdminService.typeName],
+    guardedServices: GUARDED,
+    log,
+  };
+  logStartupWarnings(authOptions, log);
+
+  // One interceptor chain for every protocol, the REST gateway included: errors outermost,
+  // then flags/credentials/roles, then input validation (the spec's order of checks).
+  const interceptors = [createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
+  let router: ConnectRouter | undefined;
+  const routes = (r: ConnectRouter) => {
+    router = r;
+    r.service(AccountBalanceService, accountBalanceService(ledger));
+    r.service(AccountBalanceAdminService, adminService(ledger));
+    registerHealth(r, async (service) => {
+      if (service !== "" && !GUARDED.includes(service)) return "SERVICE_UNKNOWN";
+      if (service !== "" && !config.accountBalanceEnabled) return "NOT_SERVING";
+      return (await ledger.ready()).ok ? "SERVING" : "NOT_SERVING";
+    });
+    registerReflection(r, [
+      file_accountbalance_v1_account_balance_service,
+      file_accountbalance_v1_account_balance_admin_service,
+      file_grpc_health_v1_health,
+    ]);
+  };
+  const connect = connectNodeAdapter({
+    routes,
+    interceptors,
+    readMaxBytes: config.maxRequestBytes,
+    writeMaxBytes: 16 * 1024 * 1024,
+    maxTimeoutMs: config.requestTimeoutMs,
+    grpc: true,
+    grpcWeb: true,
+    connect: true,
+  });
+  if (!router) throw new Error("connect router was not built");
+  const rest = createRestGateway({
+    services: [AccountBalanceService, AccountBalanceAdminService],
+    handlers: router.handlers,
+    basePath: config.restBasePath,
+    maxBodyBytes: config.maxRequestBytes,
+    formatSuccess: restSuccess,
+    formatError: restError,
+    onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
+  });
+  const probes = createProbes({ ready: () => ledger.ready() });
+
+  type Req = IncomingMessage | Http2ServerRequest;
+  type Res = ServerResponse | Http2ServerResponse;
+  const handler = (req: Req, res: Res) => {
+    if (probes(req, res)) return;
+    void rest(req, res, () => {
+      grpcMessageReadableByGrpcJs(res);
+      connect(req as IncomingMessage, res as ServerResponse);
+    });
+  };
+
+  const server = await listen({ port: config.port, host: config.host, handler });
+  log.info("account-balance listening", { port: server.port, rest: config.restBasePath });
+  return {
+    port: server.port,
+    ledger,
+    async close() {
+      await server.close(config.shutdownGraceMs);
+      await ledger.close();
+    },
+  };
+}
+
+function sessionProvider(config: Config, ledger: Ledger, log: Logger): SessionProvider {
+  if (config.authProvider === "flowless") {
+    return createFlowlessProvider({
+      apiUrl: config.flowlessApiUrl!,
+      bridgeSecret: config.bridgeValidationSecret!,
+      cacheTtlSeconds: config.sessionCacheTtlSeconds,
+      cacheMax: config.sessionCacheMax,
+      timeoutMs: config.flowlessTimeoutMs,
+      retries: config.flowlessRetries,
+      log,
+    });
+  }
+  return createLocalProvider(ledger.sessions);
+}

@@ -1,0 +1,189 @@
+import { LRUCache } from "lru-cache";
+import { refusal } from "../errors.js";
+import { redact, type AuthLog, type SessionProvider, type SessionUser } from "./session.js";
+
+export interface FlowlessOptions {
+  /** FLOWLESS_API_URL, e.g. https://auth.example.com (a trailing slash is fine). */
+  apiUrl: string;
+  /** BRIDGE_VALIDATION_SECRET, sent as X-Bridge-Secret. */
+  bridgeSecret: string;
+  /** SESSION_CACHE_TTL_SECONDS: how long a successful validation is reused; 0 disables the cache. */
+  cacheTtlSeconds: number;
+  /** Most sessions kept in the cache. */
+  cacheMax: number;
+  /** Per attempt. */
+  timeoutMs?: number;
+  /** Retries after the first attempt, on network errors, timeouts, 429 and 5xx. */
+  retries?: number;
+  /** First backoff delay; doubles per retry, with jitter. */
+  retryBaseMs?: number;
+  fetch?: typeof globalThis.fetch;
+  log?: AuthLog;
+  now?: () => number;
+}
+
+/** The parts of Flowless' bridge reply this service reads. */
+interface BridgeReply {
+  success?: unknown;
+  error?: unknown;
+  user?: { id?: unknown; email?: unknown; name?: unknown; user_type?: unknown };
+  session?: { expiresAt?: unknown };
+  expires_at?: unknown;
+}
+
+/** Worth another attempt: the service may answer next time. */
+class Transient extends Error {}
+
+const SOURCE = "account-balance";
+
+function parseTime(value: unknown): number | undefined {
+  if (typeof value !== "string" && typeof value !== "number") return undefined;
+  const ms = new Date(value).getTime();
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** The user of a successful reply, or null when the reply does not vouch for a live session. */
+function userOf(reply: BridgeReply, now: number): SessionUser | null {
+  if (reply.success !== true || typeof reply.user !== "object" || reply.user === null) return null;
+  const id = reply.user.id;
+  const userId = typeof id === "number" ? String(id) : optionalString(id);
+  if (userId === undefined) return null;
+  // Both expiries may be given; the earlier one is the one that binds.
+  const expiries = [parseTime(reply.session?.expiresAt), parseTime(reply.expires_at)].filter(
+    (t): t is number => t !== undefined,
+  );
+  const expiresAt = expiries.length > 0 ? Math.min(...expiries) : undefined;
+  if (expiresAt !== undefined && expiresAt <= now) return null;
+  const user: SessionUser = { userId, userType: optionalString(reply.user.user_type) ?? "customer" };
+  const email = optionalString(reply.user.email);
+  const name = optionalString(reply.user.name);
+  if (email !== undefined) user.email = email;
+  if (name !== undefined) user.name = name;
+  if (expiresAt !== undefined) user.expiresAt = new Date(expiresAt);
+  return user;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Validates sessions against Flowless (`POST /auth/bridge/validate`, spec section 5), with an LRU
+ * cache of successful validations and one shared in-flight request per session id.
+ */
+export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
+  const fetchFn = opts.fetch ?? globalThis.fetch;
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const retries = Math.max(0, opts.retries ?? 3);
+  const retryBaseMs = opts.retryBaseMs ?? 100;
+  const now = opts.now ?? Date.now;
+  const log = opts.log;
+  const base = opts.apiUrl.replace(/\/+$/, "");
+  const cacheTtlMs = Math.floor(opts.cacheTtlSeconds * 1000);
+  const cache =
+    cacheTtlMs > 0 ? new LRUCache<string, SessionUser>({ max: Math.max(1, opts.cacheMax), ttl: cacheTtlMs }) : null;
+  const inFlight = new Map<string, Promise<SessionUser | null>>();
+
+  /** One HTTP exchange: a user, null for "invalid", or Transient for "ask again". */
+  async function attempt(sessionId: string): Promise<SessionUser | null> {
+    let res: Response;
+    let reply: BridgeReply;
+    try {
+      res = await fetchFn(`${base}/auth/bridge/validate?session_id=${encodeURIComponent(sessionId)}`, {
+        method: "POST",
+        headers: { "X-Bridge-Secret": opts.bridgeSecret, "Content-Type": "application/json" },
+        body: JSON.stringify({ timestamp: now(), source: SOURCE }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      if (res.status === 401 || res.status === 403) {
+        await res.body?.cancel().catch(() => undefined);
+        return null;
+      }
+      if (res.status === 429 || res.status >= 500) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new Transient(`HTTP ${res.status}`);
+      }
+      if (res.status !== 200) {
+        // Another 4xx: Flowless refuses this id (or us); either way it does not vouch for it.
+        await res.body?.cancel().catch(() => undefined);
+        log?.warn("flowless: unexpected status, session treated as invalid", {
+          status: res.status,
+          session: redact(sessionId),
+        });
+        return null;
+      }
+      reply = (await res.json()) as BridgeReply;
+    } catch (err) {
+      if (err instanceof Transient) throw err;
+      // Network error, timeout (AbortSignal.timeout) or a garbled body: all worth a retry.
+      const name = err instanceof Error ? err.name : "Error";
+      throw new Transient(name === "TimeoutError" ? "timeout" : name);
+    }
+    if (typeof reply !== "object" || reply === null) throw new Transient("malformed reply");
+    return userOf(reply, now());
+  }
+
+  async function validateUpstream(sessionId: string): Promise<SessionUser | null> {
+    let lastProblem = "";
+    for (let attemptNo = 0; attemptNo <= retries; attemptNo++) {
+      if (attemptNo > 0) {
+        // Exponential backoff with jitter: half fixed, half random, so instances do not retry in step.
+        const ceiling = retryBaseMs * 2 ** (attemptNo - 1);
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+      }
+      try {
+        return await attempt(sessionId);
+      } catch (err) {
+        if (!(err instanceof Transient)) throw err;
+        lastProblem = err.message;
+      }
+    }
+    log?.warn("flowless: session service unavailable", {
+      attempts: retries + 1,
+      problem: lastProblem,
+      session: redact(sessionId),
+    });
+    throw refusal("UNAVAILABLE", "session service unavailable");
+  }
+
+  function cached(sessionId: string): SessionUser | undefined {
+    const user = cache?.get(sessionId);
+    if (user === undefined) return undefined;
+    // The TTL already stops at the expiry; this guards against clock differences between the two.
+    if (user.expiresAt !== undefined && user.expiresAt.getTime() <= now()) {
+      cache?.delete(sessionId);
+      return undefined;
+    }
+    return user;
+  }
+
+  function remember(sessionId: string, user: SessionUser): void {
+    if (cache === null) return;
+    const untilExpiry = user.expiresAt !== undefined ? user.expiresAt.getTime() - now() : Infinity;
+    const ttl = Math.floor(Math.min(cacheTtlMs, untilExpiry));
+    if (ttl >= 1) cache.set(sessionId, user, { ttl });
+  }
+
+  return {
+    async validate(sessionId) {
+      const hit = cached(sessionId);
+      if (hit !== undefined) return { ...hit };
+      let pending = inFlight.get(sessionId);
+      if (pending === undefined) {
+        pending = validateUpstream(sessionId)
+          .then((user) => {
+            if (user !== null) remember(sessionId, user);
+            return user;
+          })
+          .finally(() => inFlight.delete(sessionId));
+        inFlight.set(sessionId, pending);
+      }
+      const user = await pending;
+      return user === null ? null : { ...user };
+    },
+  };
+}

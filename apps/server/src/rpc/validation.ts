@@ -1,0 +1,24 @@
+import { createValidator } from "@bufbuild/protovalidate";
+import type { Interceptor } from "@connectrpc/connect";
+import { refusal } from "../errors.js";
+
+/**
+ * Applies the contract's protovalidate rules to every request message, on every protocol.
+ * It sits after the auth interceptor: the spec checks credentials and roles before input.
+ */
+export function createValidationInterceptor(): Interceptor {
+  const validator = createValidator();
+  return (next) => async (req) => {
+    if (!req.stream) {
+      const result = validator.validate(req.method.input, req.message);
+      if (result.kind === "invalid") {
+        const fields = result.violations.map((v) => v.toString());
+        throw refusal("VALIDATION_FAILED", `invalid request: ${fields.join("; ")}`);
+      }
+      if (result.kind === "error") {
+        throw refusal("VALIDATION_FAILED", "invalid request");
+      }
+    }
+    return next(req);
+  };
+}
