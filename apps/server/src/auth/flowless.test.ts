@@ -69,6 +69,11 @@ function valid(expiresInMs = 3600_000, userType = "customer"): Reply {
   };
 }
 
+const garbled: Reply = (res) => {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end("{not json");
+};
+
 const hang: Reply = () => {
   // Never answers: the client's timeout must end the attempt.
 };
@@ -194,6 +199,14 @@ describe("flowless provider", () => {
       message: "session service unavailable",
     });
     expect(fake.seen).toHaveLength(4);
+  });
+
+  it("does not retry a 429 or a garbled reply: UNAVAILABLE after one request", async () => {
+    for (const reply of [json(429, { success: false, error: "slow down" }), garbled]) {
+      const fake = await fakeFlowless(reply, valid());
+      expect((await refusalOf(provider(fake.url, { retries: 3 }).validate("s1"))).reason).toBe("UNAVAILABLE");
+      expect(fake.seen).toHaveLength(1);
+    }
   });
 
   it("retries network errors (closed port), then answers UNAVAILABLE", async () => {

@@ -1,3 +1,4 @@
+import { ConnectError } from "@connectrpc/connect";
 import { LRUCache } from "lru-cache";
 import { refusal } from "../errors.js";
 import { redact, type AuthLog, type SessionProvider, type SessionUser } from "./session.js";
@@ -13,7 +14,7 @@ export interface FlowlessOptions {
   cacheMax: number;
   /** Per attempt. */
   timeoutMs?: number;
-  /** Retries after the first attempt, on network errors, timeouts, 429 and 5xx. */
+  /** Retries after the first attempt, on network errors, timeouts and 5xx only. */
   retries?: number;
   /** First backoff delay; doubles per retry, with jitter. */
   retryBaseMs?: number;
@@ -103,7 +104,12 @@ export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
         await res.body?.cancel().catch(() => undefined);
         return null;
       }
-      if (res.status === 429 || res.status >= 500) {
+      if (res.status === 429) {
+        // Flowless asks us to slow down: retrying at once would make that worse.
+        await res.body?.cancel().catch(() => undefined);
+        throw refusal("UNAVAILABLE", "session service unavailable");
+      }
+      if (res.status >= 500) {
         await res.body?.cancel().catch(() => undefined);
         throw new Transient(`HTTP ${res.status}`);
       }
@@ -116,14 +122,15 @@ export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
         });
         return null;
       }
-      reply = (await res.json()) as BridgeReply;
+      reply = (await res.json().catch(() => undefined)) as BridgeReply;
     } catch (err) {
-      if (err instanceof Transient) throw err;
-      // Network error, timeout (AbortSignal.timeout) or a garbled body: all worth a retry.
+      if (err instanceof Transient || err instanceof ConnectError) throw err;
+      // A network error or a timeout (AbortSignal.timeout): worth a retry.
       const name = err instanceof Error ? err.name : "Error";
       throw new Transient(name === "TimeoutError" ? "timeout" : name);
     }
-    if (typeof reply !== "object" || reply === null) throw new Transient("malformed reply");
+    // A garbled success is not a network fault: asking again would not make it a session.
+    if (typeof reply !== "object" || reply === null) throw refusal("UNAVAILABLE", "session service unavailable");
     return userOf(reply, now());
   }
 
