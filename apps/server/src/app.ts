@@ -121,7 +121,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
     });
   };
 
-  const server = await listen({ port: config.port, host: config.host, handler });
+  const server = await listen({ port: config.port, host: config.host, handler, requestTimeoutMs: config.requestTimeoutMs });
   log.info("account-balance listening", { port: server.port, rest: config.restBasePath });
   return {
     port: server.port,
