@@ -3,7 +3,6 @@ import {
   BALANCE_STATUSES,
   BALANCE_TYPES,
   MAX_CENTS,
-  isKnownCurrency,
   type BalanceStatus,
   type BalanceType,
 } from "./domain.js";
@@ -11,7 +10,9 @@ import { AccountBalance, type AccountBalanceRecord } from "./entities/account-ba
 import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
+import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
 import { inFork, inTransaction, type LedgerOrm } from "./orm.js";
+import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
   invalid,
   optionalString,
@@ -19,7 +20,10 @@ import {
   requireMetadata,
   requireNonEmpty,
   requireOneOf,
+  isUsableId,
+  requireCurrency,
   requirePositiveInt,
+  requireText,
 } from "./validate.js";
 
 export interface CreateBalanceInput {
@@ -72,25 +76,30 @@ export interface OwnerScope {
   ownerId?: string;
 }
 
+/** An idempotency key makes a repeated call return the first call's balance (spec section 6). */
+export interface IdempotencyOption {
+  idempotency?: IdempotencyKey;
+}
+
+export interface MutationOptions extends OwnerScope, IdempotencyOption {}
+
 export interface Balances {
-  create(input: CreateBalanceInput): Promise<AccountBalanceRecord>;
+  create(input: CreateBalanceInput, opts?: IdempotencyOption): Promise<AccountBalanceRecord>;
   get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null>;
   list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>>;
-  update(id: string, patch: UpdateBalancePatch, opts?: OwnerScope): Promise<AccountBalanceRecord>;
-  close(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord>;
+  update(id: string, patch: UpdateBalancePatch, opts?: MutationOptions): Promise<AccountBalanceRecord>;
+  close(id: string, opts?: MutationOptions): Promise<AccountBalanceRecord>;
 }
+
+const balanceCodec: IdempotencyCodec<AccountBalanceRecord> = {
+  encode: (b) => balanceRow(b),
+  decode: (stored, em) => toBalanceRecord(em, stored as RawRow),
+};
 
 export const MAX_PAGE_LIMIT = 1000;
 
 function notFound(): LedgerError {
   return new LedgerError("NOT_FOUND", "balance not found");
-}
-
-function requireCurrency(value: unknown, field = "currency"): string {
-  if (typeof value !== "string" || !isKnownCurrency(value)) {
-    throw invalid(`${field} must be a known ISO 4217 currency code in upper case`, field);
-  }
-  return value;
 }
 
 function ownedBy(id: string, opts?: OwnerScope): FilterQuery<AccountBalanceRecord> {
@@ -102,8 +111,8 @@ function sameMetadata(a: Record<string, string>, b: Record<string, string>): boo
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
-export function createBalances(orm: LedgerOrm): Balances {
-  async function create(input: CreateBalanceInput): Promise<AccountBalanceRecord> {
+export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balances {
+  async function create(input: CreateBalanceInput, opts?: IdempotencyOption): Promise<AccountBalanceRecord> {
     const userId = requireNonEmpty(input.userId, "user_id");
     const balanceType = requireOneOf(input.balanceType, BALANCE_TYPES, "balance_type");
     const status = requireOneOf(input.status, BALANCE_STATUSES, "status");
@@ -124,7 +133,9 @@ export function createBalances(orm: LedgerOrm): Balances {
       });
     }
 
-    return inTransaction(orm, async (em) => {
+    const key = requireIdempotencyKey(opts?.idempotency);
+
+    return inTransaction(orm, async (em) => (await idempotency.run(em, key, "create_balance", balanceCodec, async () => {
       const now = new Date();
       const balance = em.create(AccountBalance, {
         id: newBalanceId(),
@@ -140,6 +151,7 @@ export function createBalances(orm: LedgerOrm): Balances {
         expiresAt,
         metadata,
         version: 1n,
+        lastSequence: opening !== 0n ? 1n : 0n,
         createdAt: now,
         updatedAt: now,
       });
@@ -149,6 +161,7 @@ export function createBalances(orm: LedgerOrm): Balances {
         em.create(AccountTransaction, {
           id: newTransactionId(),
           accountBalanceId: balance.id,
+          userId,
           transactionType: "adjustment",
           amountCents: opening,
           balanceBeforeCents: 0n,
@@ -164,11 +177,11 @@ export function createBalances(orm: LedgerOrm): Balances {
       }
       await em.flush();
       return balance;
-    });
+    })).value);
   }
 
   async function get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null> {
-    if (typeof id !== "string" || id === "") return null;
+    if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) return null;
     return inFork(orm, (em) => em.findOne(AccountBalance, ownedBy(id, opts)));
   }
 
@@ -177,11 +190,11 @@ export function createBalances(orm: LedgerOrm): Balances {
     const limit = requirePositiveInt(page.limit, "limit", MAX_PAGE_LIMIT);
     const pageNo = requirePositiveInt(page.page, "page");
     const where: FilterQuery<AccountBalanceRecord> = { userId };
-    if (filter.referenceCode !== undefined) where.referenceCode = filter.referenceCode;
+    if (filter.referenceCode !== undefined) where.referenceCode = requireText(filter.referenceCode, "reference_code");
     if (filter.balanceType !== undefined) where.balanceType = requireOneOf(filter.balanceType, BALANCE_TYPES, "balance_type");
     if (filter.status !== undefined) where.status = requireOneOf(filter.status, BALANCE_STATUSES, "status");
-    if (filter.organizationId !== undefined) where.organizationId = filter.organizationId;
-    if (filter.projectId !== undefined) where.projectId = filter.projectId;
+    if (filter.organizationId !== undefined) where.organizationId = requireText(filter.organizationId, "organization_id");
+    if (filter.projectId !== undefined) where.projectId = requireText(filter.projectId, "project_id");
     if (filter.currency !== undefined) where.currency = requireCurrency(filter.currency);
     const [items, total] = await inFork(orm, (em) =>
       em.findAndCount(AccountBalance, where, {
@@ -194,14 +207,20 @@ export function createBalances(orm: LedgerOrm): Balances {
     return { items, total };
   }
 
-  async function update(id: string, patch: UpdateBalancePatch, opts?: OwnerScope): Promise<AccountBalanceRecord> {
+  async function change(
+    operation: string,
+    id: string,
+    patch: UpdateBalancePatch,
+    opts?: MutationOptions,
+  ): Promise<AccountBalanceRecord> {
     const status = patch.status === undefined ? undefined : requireOneOf(patch.status, BALANCE_STATUSES, "status");
     const expiresAt =
       patch.expiresAt === undefined ? undefined : patch.expiresAt === null ? null : requireDate(patch.expiresAt, "expires_at");
     const metadata = patch.metadata === undefined ? undefined : requireMetadata(patch.metadata);
-    if (typeof id !== "string" || id === "") throw notFound();
+    if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) throw notFound();
+    const key = requireIdempotencyKey(opts?.idempotency);
 
-    return inTransaction(orm, async (em) => {
+    return inTransaction(orm, async (em) => (await idempotency.run(em, key, operation, balanceCodec, async () => {
       // The row lock orders this change after any in-flight credit or debit of the balance.
       const balance = await em.findOne(AccountBalance, ownedBy(id, opts), { lockMode: LockMode.PESSIMISTIC_WRITE });
       if (!balance) throw notFound();
@@ -233,10 +252,13 @@ export function createBalances(orm: LedgerOrm): Balances {
         await em.flush();
       }
       return balance;
-    });
+    })).value);
   }
 
-  const close = (id: string, opts?: OwnerScope): Promise<AccountBalanceRecord> => update(id, { status: "closed" }, opts);
+  const update = (id: string, patch: UpdateBalancePatch, opts?: MutationOptions): Promise<AccountBalanceRecord> =>
+    change("update_balance", id, patch, opts);
+  const close = (id: string, opts?: MutationOptions): Promise<AccountBalanceRecord> =>
+    change("close_balance", id, { status: "closed" }, opts);
 
   return { create, get, list, update, close };
 }

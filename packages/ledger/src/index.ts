@@ -5,6 +5,8 @@ export type {
   Balances,
   BalanceFilter,
   CreateBalanceInput,
+  IdempotencyOption,
+  MutationOptions,
   OwnerScope,
   Page,
   PageRequest,
@@ -34,3 +36,26 @@ export {
 export { toLedgerError } from "./db-errors.js";
 export { migrationsList } from "./migrations/index.js";
 export type { LedgerOrm, LedgerEntityManager } from "./orm.js";
+export type {
+  Movements,
+  CreditInput,
+  DebitInput,
+  MovementResult,
+} from "./movements.js";
+export type {
+  Reads,
+  TransactionScope,
+  TransactionFilter,
+  StatisticsWindow,
+  BalanceTotal,
+  CurrencyTotal,
+  TypeTotal,
+  BalanceStatistics,
+  ExpiringFilter,
+} from "./reads.js";
+export { MAX_EXPIRING_DAYS } from "./reads.js";
+export type { Idempotency, IdempotencyKey, IdempotencyCodec, Idempotent } from "./idempotency.js";
+export { DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "./idempotency.js";
+export { startSweeper, DEFAULT_SWEEP_BATCH } from "./expiry.js";
+export type { Expiry, SweepOptions, Sweeper, SweeperOptions } from "./expiry.js";
+export type { Integrity, IntegrityProblem, IntegrityReport } from "./integrity.js";

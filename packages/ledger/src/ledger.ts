@@ -1,5 +1,10 @@
 import path from "node:path";
 import { createBalances, type Balances } from "./balances.js";
+import { createExpiry, type Expiry } from "./expiry.js";
+import { checkIdempotencyTtl, createIdempotency, type Idempotency } from "./idempotency.js";
+import { createIntegrity, type Integrity } from "./integrity.js";
+import { createMovements, type Movements } from "./movements.js";
+import { createReads, type Reads } from "./reads.js";
 import { isConnectionError } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 import { LedgerError } from "./errors.js";
@@ -19,6 +24,8 @@ export interface OpenLedgerOptions {
   poolMax?: number;
   /** One line per notable event (never SQL, never passwords). */
   log?: (msg: string) => void;
+  /** How long idempotency keys are kept, in seconds: at least (and by default) 86400. */
+  idempotencyTtlSeconds?: number;
 }
 
 export interface Readiness {
@@ -28,6 +35,16 @@ export interface Readiness {
 
 export interface Ledger {
   readonly balances: Balances;
+  /** Credits and debits. */
+  readonly movements: Movements;
+  /** Transaction history, totals, statistics, expiring balances. */
+  readonly reads: Reads;
+  /** Idempotency keys: the guard every mutation uses, and their purge. */
+  readonly idempotency: Idempotency;
+  /** The expiry sweep (see also startSweeper). */
+  readonly expiry: Expiry;
+  /** Verification of the ledger's invariant. */
+  readonly integrity: Integrity;
   readonly sessions: Sessions;
   /** Database reachable and every migration applied. Never throws; answers within ~3 s. */
   ready(): Promise<Readiness>;
@@ -45,6 +62,8 @@ const READY_TIMEOUT_MS = 3_000;
 
 export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> {
   const log = opts.log ?? (() => {});
+  // Checked before anything starts: a bad value must not leave a cluster running.
+  const ttlSeconds = checkIdempotencyTtl(opts.idempotencyTtlSeconds);
   let embedded: RunningPostgres | undefined;
   let databaseUrl = opts.databaseUrl;
   if (!databaseUrl) {
@@ -81,8 +100,14 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
   }
 
   let closed: Promise<void> | undefined;
+  const idempotency = createIdempotency(orm, { ttlSeconds });
   return {
-    balances: createBalances(orm),
+    balances: createBalances(orm, idempotency),
+    movements: createMovements(orm, idempotency),
+    reads: createReads(orm),
+    idempotency,
+    expiry: createExpiry(orm),
+    integrity: createIntegrity(orm),
     sessions: createSessions(orm),
     orm,
     embedded: embedded !== undefined,

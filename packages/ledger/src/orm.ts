@@ -1,4 +1,4 @@
-import { MikroORM, PostgreSqlDriver, type EntityManager } from "@mikro-orm/postgresql";
+import { IsolationLevel, MikroORM, PostgreSqlDriver, type EntityManager } from "@mikro-orm/postgresql";
 import { Migrator } from "@mikro-orm/migrations";
 import pg from "pg";
 import { entities } from "./entities/index.js";
@@ -87,6 +87,20 @@ export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityMana
 export async function inFork<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
   try {
     return await fn(orm.em.fork());
+  } catch (err) {
+    throw toLedgerError(err);
+  }
+}
+
+/**
+ * Several reads that must agree with each other (a page and its total, a verification):
+ * one read-only REPEATABLE READ transaction, so every statement sees the same snapshot.
+ */
+export async function inSnapshot<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
+  try {
+    return await orm.em
+      .fork()
+      .transactional((tx) => fn(tx), { isolationLevel: IsolationLevel.REPEATABLE_READ, readOnly: true });
   } catch (err) {
     throw toLedgerError(err);
   }

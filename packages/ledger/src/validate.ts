@@ -1,18 +1,27 @@
 import { LedgerError } from "./errors.js";
+import { MAX_CENTS, isKnownCurrency } from "./domain.js";
 
 export function invalid(message: string, field?: string): LedgerError {
   return new LedgerError("VALIDATION_FAILED", message, field ? { field } : {});
 }
 
+// PostgreSQL text and jsonb cannot hold U+0000; refuse it as bad input rather than fail in SQL.
+const NUL = "\u0000";
+
+export function requireText(value: string, field: string): string {
+  if (value.includes(NUL)) throw invalid(`${field} must not contain NUL characters`, field);
+  return value;
+}
+
 export function requireNonEmpty(value: unknown, field: string): string {
   if (typeof value !== "string" || value.trim() === "") throw invalid(`${field} is required`, field);
-  return value;
+  return requireText(value, field);
 }
 
 export function optionalString(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== "string") throw invalid(`${field} must be a string`, field);
-  return value;
+  return requireText(value, field);
 }
 
 export function requireOneOf<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
@@ -34,6 +43,8 @@ export function requireMetadata(value: unknown, field = "metadata"): Record<stri
   const out: Record<string, string> = {};
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== "string") throw invalid(`${field}.${key} must be a string`, field);
+    requireText(key, field);
+    requireText(v, field);
     out[key] = v;
   }
   return out;
@@ -44,4 +55,32 @@ export function requirePositiveInt(value: unknown, field: string, max?: number):
     throw invalid(`${field} must be an integer from 1${max !== undefined ? ` to ${max}` : ""}`, field);
   }
   return value;
+}
+
+export function requireCurrency(value: unknown, field = "currency"): string {
+  if (typeof value !== "string" || !isKnownCurrency(value)) {
+    throw invalid(`${field} must be a known ISO 4217 currency code in upper case`, field);
+  }
+  return value;
+}
+
+/** A movement amount: 1 … 2^53-1 minor units. */
+export function requireAmount(value: unknown, field = "amount_cents"): bigint {
+  if (typeof value !== "bigint") throw invalid(`${field} must be an integer`, field);
+  if (value < 1n || value > MAX_CENTS) throw invalid(`${field} must be from 1 to ${MAX_CENTS}`, field);
+  return value;
+}
+
+export function optionalDate(value: unknown, field: string): Date | undefined {
+  return value === undefined || value === null ? undefined : requireDate(value, field);
+}
+
+export function requireBoolean(value: unknown, field: string): boolean {
+  if (typeof value !== "boolean") throw invalid(`${field} must be true or false`, field);
+  return value;
+}
+
+/** An id that can name a row; anything else simply names nothing (NOT_FOUND, never an error). */
+export function isUsableId(value: unknown): value is string {
+  return typeof value === "string" && value !== "" && !value.includes(NUL);
 }

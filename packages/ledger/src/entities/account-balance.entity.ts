@@ -19,6 +19,8 @@ export const AccountBalance = defineEntity({
     expiresAt: p.datetime().nullable(),
     metadata: p.json<Record<string, string>>(),
     version: p.bigint("bigint"),
+    /** Sequence of this balance's newest transaction (0: none yet); the next one is last + 1. */
+    lastSequence: p.bigint("bigint"),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
   }),

@@ -11,6 +11,8 @@ export const AccountTransaction = defineEntity({
     // A relation mapped to its key: records stay flat, and the unit of work still
     // knows to insert the balance before its opening transaction.
     accountBalanceId: p.manyToOne(AccountBalance).mapToPk().fieldName("account_balance_id"),
+    /** The balance's owner; the database copies it from the balance on insert. */
+    userId: p.text(),
     transactionType: p.enum([...TRANSACTION_TYPES]),
     amountCents: p.bigint("bigint"),
     balanceBeforeCents: p.bigint("bigint"),

@@ -1,0 +1,63 @@
+import { AccountBalance, type AccountBalanceRecord } from "./entities/account-balance.entity.js";
+import { AccountTransaction, type AccountTransactionRecord } from "./entities/account-transaction.entity.js";
+import type { LedgerEntityManager } from "./orm.js";
+
+/**
+ * A row as the database spells it (snake_case columns, int8 as decimal strings, times as
+ * strings). Raw SQL results are turned into records through the ORM's own mapping, so a
+ * record read with SQL is the same as one loaded by the ORM; the same shape, JSON-encoded,
+ * is what an idempotency key stores to replay a result.
+ */
+export type RawRow = Record<string, unknown>;
+
+export function toBalanceRecord(em: LedgerEntityManager, row: RawRow): AccountBalanceRecord {
+  return em.map(AccountBalance, row as never) as AccountBalanceRecord;
+}
+
+export function toTransactionRecord(em: LedgerEntityManager, row: RawRow): AccountTransactionRecord {
+  return em.map(AccountTransaction, row as never) as AccountTransactionRecord;
+}
+
+const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
+
+/** The columns of a balance, JSON-safe (bigints as strings, times as ISO-8601). */
+export function balanceRow(b: AccountBalanceRecord): RawRow {
+  return {
+    id: b.id,
+    user_id: b.userId,
+    organization_id: b.organizationId ?? null,
+    project_id: b.projectId ?? null,
+    customer_id: b.customerId ?? null,
+    balance_type: b.balanceType,
+    balance_cents: b.balanceCents.toString(),
+    currency: b.currency,
+    reference_code: b.referenceCode ?? null,
+    status: b.status,
+    expires_at: iso(b.expiresAt),
+    metadata: b.metadata,
+    version: b.version.toString(),
+    last_sequence: b.lastSequence.toString(),
+    created_at: iso(b.createdAt),
+    updated_at: iso(b.updatedAt),
+  };
+}
+
+/** The columns of a transaction, JSON-safe. */
+export function transactionRow(t: AccountTransactionRecord): RawRow {
+  return {
+    id: t.id,
+    account_balance_id: t.accountBalanceId,
+    user_id: t.userId,
+    transaction_type: t.transactionType,
+    amount_cents: t.amountCents.toString(),
+    balance_before_cents: t.balanceBeforeCents.toString(),
+    balance_after_cents: t.balanceAfterCents.toString(),
+    currency: t.currency,
+    description: t.description ?? null,
+    reference_code: t.referenceCode ?? null,
+    status: t.status,
+    metadata: t.metadata,
+    created_at: iso(t.createdAt),
+    sequence: t.sequence.toString(),
+  };
+}
