@@ -12,7 +12,7 @@ import {
 } from "@account-balance/proto/accountbalance/v1/account_balance_admin_service_pb.js";
 import { file_grpc_health_v1_health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
 import { createRestGateway } from "@account-balance/connect-rest";
-import { openLedger, type Ledger } from "@account-balance/ledger";
+import { openLedger, startSweeper, type Ledger } from "@account-balance/ledger";
 import type { Config } from "./config.js";
 import type { Logger } from "./log.js";
 import { createAuthInterceptor, logStartupWarnings } from "./auth/interceptor.js";
@@ -121,6 +121,11 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
     });
   };
 
+  // Every instance sweeps; SKIP LOCKED in the ledger keeps them from expiring a balance twice.
+  const sweeper = startSweeper(ledger, {
+    intervalMs: config.expirySweepSeconds * 1000,
+    log: (msg: string) => log.info(msg),
+  });
   const server = await listen({ port: config.port, host: config.host, handler, requestTimeoutMs: config.requestTimeoutMs });
   log.info("account-balance listening", { port: server.port, rest: config.restBasePath });
   return {
@@ -128,6 +133,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
     ledger,
     async close() {
       await server.close(config.shutdownGraceMs);
+      await sweeper.stop();
       await ledger.close();
     },
   };

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from "./config.js";
 
 const USAGE = `usage:
   account-balance migrate
+  account-balance verify        checks every balance against its history; exits 1 on any drift
   account-balance session mint --user-id ID [--user-type customer] [--ttl-seconds 86400] [--email E] [--name N]
   account-balance session revoke SESSION_ID
 
@@ -24,6 +25,12 @@ async function main(argv: string[]): Promise<number> {
       const ready = await ledger.ready();
       process.stdout.write(ready.ok ? "migrations applied\n" : `not ready: ${ready.detail ?? "unknown"}\n`);
       return ready.ok ? 0 : 1;
+    }
+    if (command === "verify") {
+      const report = await ledger.integrity.verify();
+      for (const p of report.problems) process.stdout.write(`DRIFT ${p.balanceId}: ${p.problem}\n`);
+      process.stdout.write(`verified ${report.balances} balances, ${report.problems.length} with drift\n`);
+      return report.problems.length === 0 ? 0 : 1;
     }
     if (command === "session" && sub === "mint") {
       const { values } = parseArgs({

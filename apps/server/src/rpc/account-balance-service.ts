@@ -2,25 +2,49 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   AccountBalanceService,
+  CloseBalanceRequestSchema,
   CloseBalanceResponseSchema,
+  CreateBalanceRequestSchema,
   CreateBalanceResponseSchema,
+  CreditBalanceRequestSchema,
+  CreditBalanceResponseSchema,
+  DebitBalanceRequestSchema,
+  DebitBalanceResponseSchema,
   GetBalanceResponseSchema,
+  GetBalanceStatisticsResponseSchema,
+  GetMyTotalBalanceResponseSchema,
+  ListBalanceTransactionsResponseSchema,
   ListMyBalancesResponseSchema,
+  ListMyTransactionsResponseSchema,
+  UpdateBalanceRequestSchema,
   UpdateBalanceResponseSchema,
 } from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
 import type { Ledger } from "@account-balance/ledger";
 import { refusal } from "../errors.js";
 import { balanceFilter, DEFAULT_BALANCE_LIMIT } from "./balance-filter.js";
 import { callerOf, ownerScope, userOf } from "./caller.js";
-import { balanceStatusWord, balanceTypeWord, dateOf, pageMeta, toBalance } from "./records.js";
+import { idempotencyOf } from "./idempotency.js";
+import {
+  balanceStatusWord,
+  balanceTypeWord,
+  dateOf,
+  pageMeta,
+  toBalance,
+  toMovement,
+  toStatistics,
+  toTotal,
+  toTransaction,
+  transactionTypeWord,
+} from "./records.js";
 
 const notFound = () => refusal("NOT_FOUND", "balance not found");
+const DEFAULT_TRANSACTION_LIMIT = 50;
 
 /**
  * AccountBalanceService: ownership and role rules of spec section 2, in the spec's order
  * (input was validated by the interceptor; then visibility, then permission, then the ledger).
  */
-export function accountBalanceService(ledger: Ledger): Partial<ServiceImpl<typeof AccountBalanceService>> {
+export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof AccountBalanceService> {
   return {
     async listMyBalances(req, ctx) {
       const userId = userOf(ctx);
@@ -46,7 +70,8 @@ export function accountBalanceService(ledger: Ledger): Partial<ServiceImpl<typeo
         if (req.balanceCents !== 0n) throw refusal("FORBIDDEN", "only admins may set an opening balance");
         if (status !== "active") throw refusal("FORBIDDEN", "only admins may choose the status");
       }
-      const row = await ledger.balances.create({
+      const idempotency = idempotencyOf(CreateBalanceRequestSchema, req, ctx, caller);
+      const input = {
         userId,
         organizationId: req.organizationId,
         projectId: req.projectId,
@@ -58,13 +83,15 @@ export function accountBalanceService(ledger: Ledger): Partial<ServiceImpl<typeo
         expiresAt: dateOf(req.expiresAt),
         status,
         metadata: req.metadata,
-      });
+      };
+      const row = await ledger.balances.create(input, { idempotency });
       return create(CreateBalanceResponseSchema, { data: toBalance(row) });
     },
 
     async updateBalance(req, ctx) {
       const caller = callerOf(ctx);
       const metadata = req.metadata === undefined ? undefined : stringMetadata(req.metadata);
+      const idempotency = idempotencyOf(UpdateBalanceRequestSchema, req, ctx, caller);
       const scope = ownerScope(caller);
       if (!(await ledger.balances.get(req.id, scope))) throw notFound();
       const status = balanceStatusWord(req.status);
@@ -72,13 +99,89 @@ export function accountBalanceService(ledger: Ledger): Partial<ServiceImpl<typeo
       if (!caller.isAdmin && (status !== undefined || expiresAt !== undefined)) {
         throw refusal("FORBIDDEN", "owners may change metadata only");
       }
-      const row = await ledger.balances.update(req.id, { status, expiresAt, metadata }, scope);
+      const row = await ledger.balances.update(req.id, { status, expiresAt, metadata }, { ...scope, idempotency });
       return create(UpdateBalanceResponseSchema, { data: toBalance(row) });
     },
 
     async closeBalance(req, ctx) {
-      const row = await ledger.balances.close(req.id, ownerScope(callerOf(ctx)));
+      const caller = callerOf(ctx);
+      const idempotency = idempotencyOf(CloseBalanceRequestSchema, req, ctx, caller);
+      const row = await ledger.balances.close(req.id, { ...ownerScope(caller), idempotency });
       return create(CloseBalanceResponseSchema, { data: toBalance(row) });
+    },
+
+    async creditBalance(req, ctx) {
+      const caller = callerOf(ctx);
+      const idempotency = idempotencyOf(CreditBalanceRequestSchema, req, ctx, caller);
+      if (!caller.isAdmin) {
+        // Visibility before permission: an owner learns nothing about other users' ids.
+        if (!(await ledger.balances.get(req.id, ownerScope(caller)))) throw notFound();
+        throw refusal("FORBIDDEN", "only admins and services may credit a balance");
+      }
+      const result = await ledger.movements.credit({
+        balanceId: req.id,
+        amountCents: req.amountCents,
+        description: req.description,
+        referenceCode: req.referenceCode,
+        metadata: req.metadata,
+        idempotency,
+      });
+      return create(CreditBalanceResponseSchema, { data: toMovement(result) });
+    },
+
+    async debitBalance(req, ctx) {
+      const caller = callerOf(ctx);
+      const idempotency = idempotencyOf(DebitBalanceRequestSchema, req, ctx, caller);
+      const scope = ownerScope(caller);
+      if (req.allowNegative && !caller.isAdmin) {
+        if (!(await ledger.balances.get(req.id, scope))) throw notFound();
+        throw refusal("FORBIDDEN", "only admins and services may allow a negative balance");
+      }
+      const result = await ledger.movements.debit({
+        balanceId: req.id,
+        amountCents: req.amountCents,
+        description: req.description,
+        referenceCode: req.referenceCode,
+        metadata: req.metadata,
+        allowNegative: req.allowNegative,
+        ...scope,
+        idempotency,
+      });
+      return create(DebitBalanceResponseSchema, { data: toMovement(result) });
+    },
+
+    async getMyTotalBalance(req, ctx) {
+      const total = await ledger.reads.totals(balanceFilter(userOf(ctx), req));
+      return create(GetMyTotalBalanceResponseSchema, { data: toTotal(total) });
+    },
+
+    async listMyTransactions(req, ctx) {
+      const userId = userOf(ctx);
+      const page = { limit: req.limit ?? DEFAULT_TRANSACTION_LIMIT, page: req.page ?? 1 };
+      const rows = await ledger.reads.listTransactions(
+        { userId, currency: req.currency },
+        { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) },
+        page,
+      );
+      return create(ListMyTransactionsResponseSchema, { data: rows.items.map(toTransaction), meta: pageMeta(page, rows.total) });
+    },
+
+    async listBalanceTransactions(req, ctx) {
+      const page = { limit: req.limit ?? DEFAULT_TRANSACTION_LIMIT, page: req.page ?? 1 };
+      const rows = await ledger.reads.listTransactions(
+        { balanceId: req.id, ...ownerScope(callerOf(ctx)) },
+        { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) },
+        page,
+      );
+      return create(ListBalanceTransactionsResponseSchema, {
+        data: rows.items.map(toTransaction),
+        meta: pageMeta(page, rows.total),
+      });
+    },
+
+    async getBalanceStatistics(req, ctx) {
+      const stats = await ledger.reads.statistics(req.id, { from: dateOf(req.from), to: dateOf(req.to) }, ownerScope(callerOf(ctx)));
+      return create(GetBalanceStatisticsResponseSchema, { data: toStatistics(stats) });
     },
   };
 }

@@ -2,13 +2,32 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   AccountBalanceSchema,
+  AccountTransactionSchema,
+  BalanceStatisticsSchema,
   BalanceStatusSchema,
+  BalanceTotalSchema,
   BalanceTypeSchema,
+  MovementSchema,
   PageMetaSchema,
+  TransactionStatusSchema,
+  TransactionTypeSchema,
   type AccountBalance,
+  type AccountTransaction,
+  type BalanceStatistics,
+  type BalanceTotal,
+  type Movement,
   type PageMeta,
 } from "@account-balance/proto/accountbalance/v1/records_pb.js";
-import type { AccountBalanceRecord, BalanceStatus, BalanceType } from "@account-balance/ledger";
+import type {
+  AccountBalanceRecord,
+  AccountTransactionRecord,
+  BalanceStatistics as LedgerStatistics,
+  BalanceStatus,
+  BalanceTotal as LedgerTotal,
+  BalanceType,
+  MovementResult,
+  TransactionType,
+} from "@account-balance/ledger";
 import { enumToWord, wordToEnum } from "./enums.js";
 
 /** Ledger rows to contract messages, and contract enums to ledger words. */
@@ -33,6 +52,47 @@ export function toBalance(row: AccountBalanceRecord): AccountBalance {
   });
 }
 
+export function toTransaction(row: AccountTransactionRecord): AccountTransaction {
+  return create(AccountTransactionSchema, {
+    id: row.id,
+    accountBalanceId: row.accountBalanceId,
+    transactionType: wordToEnum(TransactionTypeSchema, row.transactionType),
+    amountCents: BigInt(row.amountCents),
+    balanceBeforeCents: BigInt(row.balanceBeforeCents),
+    balanceAfterCents: BigInt(row.balanceAfterCents),
+    currency: row.currency,
+    description: row.description ?? undefined,
+    referenceCode: row.referenceCode ?? undefined,
+    status: wordToEnum(TransactionStatusSchema, row.status),
+    metadata: row.metadata,
+    createdAt: timestampFromDate(row.createdAt),
+    sequence: BigInt(row.sequence),
+  });
+}
+
+export function toMovement(result: MovementResult): Movement {
+  return create(MovementSchema, { balance: toBalance(result.balance), transaction: toTransaction(result.transaction) });
+}
+
+export function toTotal(total: LedgerTotal): BalanceTotal {
+  return create(BalanceTotalSchema, {
+    currency: total.currency,
+    totalBalanceCents: total.totalBalanceCents,
+    balanceCount: total.balanceCount,
+    byCurrency: total.byCurrency,
+    byType: total.byType.map((t) => ({ ...t, balanceType: wordToEnum(BalanceTypeSchema, t.balanceType) })),
+  });
+}
+
+export function toStatistics(stats: LedgerStatistics): BalanceStatistics {
+  const { firstTransactionAt, lastTransactionAt, ...numbers } = stats;
+  return create(BalanceStatisticsSchema, {
+    ...numbers,
+    firstTransactionAt: firstTransactionAt ? timestampFromDate(firstTransactionAt) : undefined,
+    lastTransactionAt: lastTransactionAt ? timestampFromDate(lastTransactionAt) : undefined,
+  });
+}
+
 export function pageMeta(page: { page: number; limit: number }, total: number): PageMeta {
   return create(PageMetaSchema, {
     page: page.page,
@@ -43,6 +103,7 @@ export function pageMeta(page: { page: number; limit: number }, total: number): 
 }
 
 export const balanceTypeWord = (v: number) => enumToWord(BalanceTypeSchema, v) as BalanceType | undefined;
+export const transactionTypeWord = (v: number) => enumToWord(TransactionTypeSchema, v) as TransactionType | undefined;
 export const balanceStatusWord = (v: number) => enumToWord(BalanceStatusSchema, v) as BalanceStatus | undefined;
 
 export function dateOf(ts: Timestamp | undefined): Date | undefined {
