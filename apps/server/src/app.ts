@@ -26,9 +26,11 @@ import { adminService } from "./rpc/admin-service.js";
 import { registerHealth } from "./transport/health.js";
 import { registerReflection } from "./transport/reflection.js";
 import { createProbes } from "./transport/probes.js";
+import { createDocs } from "./transport/docs.js";
 import { listen } from "./transport/listen.js";
 import { grpcMessageReadableByGrpcJs } from "./transport/grpc-message.js";
 import { restError, restSuccess } from "./rest.js";
+import { createMetrics, instrumentLedger, ledgerPoolStats, type Metrics } from "./metrics.js";
 
 export interface App {
   readonly port: number;
@@ -41,6 +43,7 @@ const GUARDED = [AccountBalanceService.typeName, AccountBalanceAdminService.type
 
 /** Wires the whole service: ledger, auth, interceptors, RPCs, REST gateway, probes, one port. */
 export async function startApp(config: Config, log: Logger): Promise<App> {
+  const metrics = createMetrics();
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
     dataDir: config.embeddedPgDir,
@@ -49,14 +52,16 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     log: (msg) => log.info(msg),
   });
   try {
-    return await serve(config, log, ledger);
+    return await serve(config, log, ledger, metrics);
   } catch (err) {
     await ledger.close();
     throw err;
   }
 }
 
-async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> {
+async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metrics): Promise<App> {
+  metrics.watchPool(() => ledgerPoolStats(ledger));
+  const counted = instrumentLedger(ledger, metrics);
   const authOptions = {
     enabled: config.accountBalanceEnabled,
     requireAuth: config.requireAuth,
@@ -70,14 +75,15 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
   };
   logStartupWarnings(authOptions, log);
 
-  // One interceptor chain for every protocol, the REST gateway included: errors outermost,
-  // then flags/credentials/roles, then input validation (the spec's order of checks).
-  const interceptors = [createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
+  // One interceptor chain for every protocol, the REST gateway included: metrics outermost
+  // (they see the final codes), errors next, then flags/credentials/roles, then input
+  // validation (the spec's order of checks).
+  const interceptors = [metrics.interceptor, createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
   let router: ConnectRouter | undefined;
   const routes = (r: ConnectRouter) => {
     router = r;
-    r.service(AccountBalanceService, accountBalanceService(ledger));
-    r.service(AccountBalanceAdminService, adminService(ledger));
+    r.service(AccountBalanceService, accountBalanceService(counted));
+    r.service(AccountBalanceAdminService, adminService(counted));
     registerHealth(r, async (service) => {
       if (service !== "" && !GUARDED.includes(service)) return "SERVICE_UNKNOWN";
       if (service !== "" && !config.accountBalanceEnabled) return "NOT_SERVING";
@@ -95,6 +101,10 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
     readMaxBytes: config.maxRequestBytes,
     writeMaxBytes: 16 * 1024 * 1024,
     maxTimeoutMs: config.requestTimeoutMs,
+    // Strict Connect JSON: with connect's default (ignore unknown fields) protobuf-es also
+    // drops an unknown enum name, so {"balanceType": "BALANCE_TYPE_GOLD"} would create a
+    // general balance. The REST gateway parses its own bodies and still ignores unknown fields.
+    jsonOptions: { ignoreUnknownFields: false },
     grpc: true,
     grpcWeb: true,
     connect: true,
@@ -110,11 +120,12 @@ async function serve(config: Config, log: Logger, ledger: Ledger): Promise<App> 
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
   });
   const probes = createProbes({ ready: () => ledger.ready() });
+  const docs = createDocs({ basePathForServer: config.restBasePath });
 
   type Req = IncomingMessage | Http2ServerRequest;
   type Res = ServerResponse | Http2ServerResponse;
   const handler = (req: Req, res: Res) => {
-    if (probes(req, res)) return;
+    if (probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
       grpcMessageReadableByGrpcJs(res);
       connect(req as IncomingMessage, res as ServerResponse);

@@ -14,8 +14,16 @@ export function restSuccess(json: JsonValue, ctx: RestSuccessContext): RestRespo
 }
 
 export function restError(err: ConnectError, ctx: RestErrorContext): RestResponse {
-  return { status: ctx.status, body: restErrorBody(err) };
+  return { status: ctx.status, body: restErrorBody(err, GATEWAY_REASON[ctx.status]) };
 }
+
+// The gateway's own refusals carry no ErrorInfo, and their Connect codes name the wrong thing:
+// an oversized body is ResourceExhausted (read as TOO_MANY_REQUESTS, which invites a retry of
+// the same body) and a wrong HTTP method is Unimplemented (no reason at all, so INTERNAL).
+const GATEWAY_REASON: Partial<Record<number, string>> = {
+  405: "NOT_FOUND",
+  413: "VALIDATION_FAILED",
+};
 
 const FALLBACK_REASON: Partial<Record<Code, string>> = {
   [Code.InvalidArgument]: "VALIDATION_FAILED",
@@ -27,9 +35,9 @@ const FALLBACK_REASON: Partial<Record<Code, string>> = {
   [Code.DeadlineExceeded]: "UNAVAILABLE",
 };
 
-export function restErrorBody(err: ConnectError): JsonValue {
+export function restErrorBody(err: ConnectError, gatewayReason?: string): JsonValue {
   const info = reasonOf(err);
-  const code = info?.reason ?? FALLBACK_REASON[err.code] ?? "INTERNAL";
+  const code = info?.reason ?? gatewayReason ?? FALLBACK_REASON[err.code] ?? "INTERNAL";
   return { success: false, error: err.rawMessage, code, details: info ? restDetails(info.metadata) : null };
 }
 

@@ -13,7 +13,16 @@ export function createErrorsInterceptor(log: Logger): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      if (err instanceof LedgerError) throw fromLedgerError(err);
+      if (err instanceof LedgerError) {
+        if (err.reason === "INTERNAL" || err.reason === "UNAVAILABLE") {
+          log.error("ledger failure", {
+            method: `${req.service.typeName}/${req.method.name}`,
+            reason: err.reason,
+            cause: describe(err.cause),
+          });
+        }
+        throw fromLedgerError(err);
+      }
       if (err instanceof ConnectError) throw err;
       log.error("unexpected error", { method: `${req.service.typeName}/${req.method.name}`, error: describe(err) });
       throw refusal("INTERNAL", "internal error");
