@@ -29,7 +29,8 @@ async function main(argv: string[]): Promise<number> {
     if (command === "verify") {
       const report = await ledger.integrity.verify();
       for (const p of report.problems) process.stdout.write(`DRIFT ${p.balanceId}: ${p.problem}\n`);
-      process.stdout.write(`verified ${report.balances} balances, ${report.problems.length} with drift\n`);
+      const drifted = new Set(report.problems.map((p) => p.balanceId)).size;
+      process.stdout.write(`verified ${report.balances} balances, ${drifted} with drift\n`);
       return report.problems.length === 0 ? 0 : 1;
     }
     if (command === "session" && sub === "mint") {

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApi, type Api, type Auth } from "../testing/protocols.js";
+import { HTTP_RULES } from "../testing/routes.js";
+import { expectOk } from "../testing/expect.js";
+import { inProcessDeployment, runVerify, type Deployment } from "./deployment.js";
+
+// `cli.js verify` must not only pass on a good ledger (concurrency.test.ts runs it after the
+// races) but fail, by name, on a bad one: here a database of its own is corrupted by hand.
+
+describe("cli.js verify on a corrupted ledger", () => {
+  let d: Deployment;
+  let api: Api;
+  let service: Auth;
+  const ids: Record<"tampered" | "gapped" | "clean", string> = { tampered: "", gapped: "", clean: "" };
+
+  beforeAll(async () => {
+    d = await inProcessDeployment();
+    api = createApi(d.ports[0]!, HTTP_RULES);
+    service = { bearer: d.serviceToken };
+    for (const name of Object.keys(ids) as Array<keyof typeof ids>) {
+      const created = expectOk(await api.call("rest", "CreateBalance", { user_id: "auditee", balance_cents: 300, reference_code: name }, service));
+      ids[name] = created.data.id;
+      expectOk(await api.call("connect-json", "CreditBalance", { id: ids[name], amount_cents: 40 }, service));
+      expectOk(await api.call("grpc", "DebitBalance", { id: ids[name], amount_cents: 15 }, service));
+    }
+  });
+
+  afterAll(async () => {
+    api?.close();
+    await d?.close();
+  });
+
+  it("passes before the corruption", async () => {
+    const r = await runVerify(d.databaseUrl);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("verified 3 balances, 0 with drift");
+  });
+
+  it("exits 1 and names each drifting balance, and only those", async () => {
+    // A balance changed behind the ledger's back (the table allows UPDATE; the history does not).
+    await d.sql(`update account_balances set balance_cents = balance_cents + 1 where id = $1`, [ids.tampered]);
+    // A history with a hole: a transaction inserted past the end, skipping a sequence number.
+    await d.sql(
+      `insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents,
+              balance_after_cents, currency, description, status, metadata, created_at, sequence)
+       select 'txn_FORGED0000000000000000000', id, 'credit', 5, balance_cents, balance_cents + 5, currency, 'forged',
+              'completed', '{}'::jsonb, now(), last_sequence + 2
+         from account_balances where id = $1`,
+      [ids.gapped],
+    );
+
+    const r = await runVerify(d.databaseUrl);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(new RegExp(`^DRIFT ${ids.tampered}: .+$`, "m"));
+    expect(r.stdout).toMatch(new RegExp(`^DRIFT ${ids.gapped}: .+$`, "m"));
+    expect(r.stdout).not.toContain(ids.clean);
+    // An operator's tool still never prints SQL or a stack.
+    expect(r.stdout + r.stderr).not.toMatch(/\bselect\b|\n\s+at /i);
+
+    // The in-process API agrees with the CLI.
+    const report = await d.inProcess!.app.ledger.integrity.verify();
+    expect([...new Set(report.problems.map((p) => p.balanceId))].sort()).toEqual([ids.tampered, ids.gapped].sort());
+
+    // The summary counts balances with drift (2 of 3), not problem lines: one balance can have several.
+    expect(r.stdout, "summary line of cli.js verify").toContain("verified 3 balances, 2 with drift");
+  });
+});
