@@ -44,9 +44,14 @@ export function isConnectionError(err: unknown): boolean {
   const { code, name, message } = fields(err);
   if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;
   if (name === "KnexTimeoutError" || name === "ConnectionException") return true;
+  // knex ends a transaction whose connection broke between two statements; the next
+  // statement then fails with "Transaction query already complete" (seen under
+  // pg_terminate_backend and PostgreSQL restarts): an outage, not a bug.
   return (
     typeof message === "string" &&
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Transaction query already complete/i.test(
+      message,
+    )
   );
 }
 

@@ -4,6 +4,9 @@ import path from "node:path";
 import pg from "pg";
 import { makeTempDir, startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 
+// For tests that must own a cluster (stop and start it): the fault tests of apps/server.
+export { makeTempDir, startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
+
 export interface TestDatabase {
   /** postgres:// URL of a new, empty database. */
   url: string;

@@ -15,7 +15,8 @@ export function createErrorsInterceptor(log: Logger): Interceptor {
     } catch (err) {
       if (err instanceof LedgerError) {
         if (err.reason === "INTERNAL" || err.reason === "UNAVAILABLE") {
-          log.error("ledger failure", {
+          // An outage (UNAVAILABLE) is expected to pass and clients retry it; a bug is not.
+          (err.reason === "INTERNAL" ? log.error : log.warn)("ledger failure", {
             method: `${req.service.typeName}/${req.method.name}`,
             reason: err.reason,
             cause: describe(err.cause),
