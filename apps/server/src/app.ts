@@ -128,6 +128,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     if (probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
       grpcMessageReadableByGrpcJs(res);
+      defaultDeadline(req, config.requestTimeoutMs);
       connect(req as IncomingMessage, res as ServerResponse);
     });
   };
@@ -148,6 +149,20 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
       await ledger.close();
     },
   };
+}
+
+/**
+ * A call without a deadline gets REQUEST_TIMEOUT_MS (connect's maxTimeoutMs only refuses
+ * longer ones), so a stalled request body or a slow call ends with DEADLINE_EXCEEDED
+ * instead of holding its stream. Shorter client deadlines are kept.
+ */
+function defaultDeadline(req: { url?: string; headers: Record<string, string | string[] | undefined> }, ms: number): void {
+  // Only the account-balance RPCs (all unary): a health Watch or a reflection stream may live long.
+  if (!req.url?.startsWith("/accountbalance.")) return;
+  if (req.headers["grpc-timeout"] === undefined && req.headers["connect-timeout-ms"] === undefined) {
+    req.headers["grpc-timeout"] = `${ms}m`;
+    req.headers["connect-timeout-ms"] = String(ms);
+  }
 }
 
 function sessionProvider(config: Config, ledger: Ledger, log: Logger): SessionProvider {

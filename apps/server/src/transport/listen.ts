@@ -18,7 +18,7 @@ export interface ListenOptions {
   handler: (req: NodeRequest, res: NodeResponse) => void;
   /** Time to receive the first bytes and, on HTTP/1.1, the request headers (slowloris). Default 10 s. */
   headersTimeoutMs?: number;
-  /** Time to receive a whole HTTP/1.1 request, body included. Default 30 s. */
+  /** Time to receive a whole request, body included (HTTP/1.1 and each HTTP/2 stream). Default 30 s. */
   requestTimeoutMs?: number;
   /** A keep-alive HTTP/1.1 connection or an HTTP/2 session with no open stream closes after this. Default 65 s. */
   idleTimeoutMs?: number;
@@ -80,11 +80,20 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     });
     if (closing) session.close();
   });
-  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const session = stream.session;
     if (!session) return;
     openStreams.set(session, (openStreams.get(session) ?? 0) + 1);
     stream.once("close", () => openStreams.set(session, (openStreams.get(session) ?? 1) - 1));
+    // HTTP/1's requestTimeout has no HTTP/2 twin: a stream whose request body never finishes
+    // arriving would hold its slot for ever. Answer it as a timeout, then stop it.
+    if (!stream.endAfterHeaders) {
+      const timer = setTimeout(() => endStalledStream(stream, String(headers["content-type"] ?? "")), requestTimeoutMs);
+      timer.unref();
+      const received = () => clearTimeout(timer);
+      stream.once("end", received);
+      stream.once("close", received);
+    }
   });
 
   const sockets = new Set<net.Socket>();
@@ -168,4 +177,29 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       return closed;
     },
   };
+}
+
+/**
+ * Ends a stream whose request never arrived whole: gRPC callers get DEADLINE_EXCEEDED as a
+ * trailers-only response, anyone else 408; then the stream is closed so the peer stops sending.
+ */
+function endStalledStream(stream: http2.ServerHttp2Stream, contentType: string): void {
+  if (stream.closed || stream.destroyed) return;
+  if (!stream.headersSent) {
+    const headers: http2.OutgoingHttpHeaders = contentType.startsWith("application/grpc")
+      ? {
+          ":status": 200,
+          "content-type": contentType,
+          "grpc-status": "4",
+          "grpc-message": "request not received in time",
+        }
+      : { ":status": 408, "content-type": "application/json" };
+    try {
+      stream.respond(headers, { endStream: contentType.startsWith("application/grpc") });
+      if (!contentType.startsWith("application/grpc")) stream.end('{"error":"request not received in time"}');
+    } catch {
+      // The stream went away meanwhile; closing below is all that is left to do.
+    }
+  }
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
