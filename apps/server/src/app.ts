@@ -50,6 +50,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     migrate: config.migrateOnStart,
     poolMax: config.dbPoolMax,
     log: (msg) => log.info(msg),
+    batching: config.ledgerBatching,
+    onBatch: (size) => metrics.recordBatch(size),
   });
   try {
     return await serve(config, log, ledger, metrics);

@@ -14,6 +14,8 @@ export interface Config {
   databaseUrl: string | undefined;
   embeddedPgDir: string;
   migrateOnStart: boolean;
+  /** Group commit of concurrent credits and debits into one database transaction. */
+  ledgerBatching: boolean;
   dbPoolMax: number;
   /** Starts with `/`, never ends with `/`. */
   restBasePath: string;
@@ -66,6 +68,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = [
   { name: "DATABASE_URL", default: "", meaning: "postgres:// URL; unset runs an embedded PostgreSQL" },
   { name: "EMBEDDED_PG_DIR", default: ".data/postgres", meaning: "data folder of the embedded PostgreSQL" },
   { name: "MIGRATE_ON_START", default: "true", meaning: "apply pending migrations at start" },
+  { name: "LEDGER_BATCHING", default: "true", meaning: "group commit: concurrent credits and debits share one database transaction, each with its own outcome" },
   { name: "DB_POOL_MAX", default: "10", meaning: "database connections per instance (1-1000)" },
   { name: "REST_BASE_PATH", default: "/bridge-payment/account-balance", meaning: "prefix of the REST routes (starts with /, no trailing /)" },
   { name: "AUTH_PROVIDER", default: "local", meaning: "session provider: local (sessions in this database) or flowless" },
@@ -175,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = url("DATABASE_URL", ["postgres:", "postgresql:"]);
   const embeddedPgDir = withDefault("EMBEDDED_PG_DIR");
   const migrateOnStart = bool("MIGRATE_ON_START");
+  const ledgerBatching = bool("LEDGER_BATCHING");
   const dbPoolMax = int("DB_POOL_MAX", 1, 1000);
 
   const restBasePath = withDefault("REST_BASE_PATH");
@@ -227,6 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl,
     embeddedPgDir,
     migrateOnStart,
+    ledgerBatching,
     dbPoolMax,
     restBasePath,
     authProvider,

@@ -41,7 +41,11 @@ export type {
   CreditInput,
   DebitInput,
   MovementResult,
+  MovementKind,
+  MovementOutcome,
 } from "./movements.js";
+export type { BatchingOptions } from "./movement-batcher.js";
+export { DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, DEFAULT_BATCH_LOCK_TIMEOUT_MS } from "./movement-batcher.js";
 export type {
   Reads,
   TransactionScope,

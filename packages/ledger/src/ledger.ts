@@ -3,7 +3,8 @@ import { createBalances, type Balances } from "./balances.js";
 import { createExpiry, type Expiry } from "./expiry.js";
 import { checkIdempotencyTtl, createIdempotency, type Idempotency } from "./idempotency.js";
 import { createIntegrity, type Integrity } from "./integrity.js";
-import { createMovements, type Movements } from "./movements.js";
+import { checkBatchingOptions, type BatchingOptions } from "./movement-batcher.js";
+import { createMovements, type MovementKind, type MovementOutcome, type Movements } from "./movements.js";
 import { createReads, type Reads } from "./reads.js";
 import { isConnectionError } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
@@ -26,6 +27,16 @@ export interface OpenLedgerOptions {
   log?: (msg: string) => void;
   /** How long idempotency keys are kept, in seconds: at least (and by default) 86400. */
   idempotencyTtlSeconds?: number;
+  /**
+   * Group commit of credits and debits (default on): concurrent movements of this process
+   * share one database transaction, each with its own outcome. `false`: one transaction per
+   * movement. See docs/money.md, "Group commit".
+   */
+  batching?: boolean | BatchingOptions;
+  /** Called once per batch transaction attempt with how many movements it holds (metrics). */
+  onBatch?: (size: number) => void;
+  /** Called once per credit or debit call: "ok" (replays too) or the refusal's reason (metrics). */
+  onMovement?: (type: MovementKind, outcome: MovementOutcome) => void;
 }
 
 export interface Readiness {
@@ -54,6 +65,8 @@ export interface Ledger {
   readonly orm: LedgerOrm;
   /** True when this ledger runs its own embedded PostgreSQL. */
   readonly embedded: boolean;
+  /** True when credits and debits are group-committed (OpenLedgerOptions.batching). */
+  readonly batching: boolean;
 }
 
 export const DEFAULT_DATA_DIR = path.join(".data", "postgres");
@@ -64,6 +77,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
   const log = opts.log ?? (() => {});
   // Checked before anything starts: a bad value must not leave a cluster running.
   const ttlSeconds = checkIdempotencyTtl(opts.idempotencyTtlSeconds);
+  const batching = opts.batching === false ? false : checkBatchingOptions(opts.batching === true ? {} : (opts.batching ?? {}));
   let embedded: RunningPostgres | undefined;
   let databaseUrl = opts.databaseUrl;
   if (!databaseUrl) {
@@ -101,9 +115,16 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
 
   let closed: Promise<void> | undefined;
   const idempotency = createIdempotency(orm, { ttlSeconds });
+  const movements = createMovements(orm, idempotency, {
+    batching,
+    log,
+    ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
+    ...(opts.onMovement ? { onMovement: opts.onMovement } : {}),
+  });
   return {
     balances: createBalances(orm, idempotency),
-    movements: createMovements(orm, idempotency),
+    movements: { credit: movements.credit, debit: movements.debit },
+    batching: batching !== false,
     reads: createReads(orm),
     idempotency,
     expiry: createExpiry(orm),
@@ -114,6 +135,8 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
     ready: () => (closed ? Promise.resolve({ ok: false, detail: "closed" }) : checkReady(orm)),
     close() {
       closed ??= (async () => {
+        // Movements already accepted finish (or fail) before the pool goes away.
+        await movements.drain();
         await orm.close(true).catch(() => {});
         await embedded?.stop();
       })();

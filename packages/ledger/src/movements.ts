@@ -1,18 +1,12 @@
-import { MAX_CENTS } from "./domain.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
-import { LedgerError } from "./errors.js";
+import { LedgerError, type Reason } from "./errors.js";
 import { newTransactionId } from "./ids.js";
-import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
+import type { Idempotency, IdempotencyKey } from "./idempotency.js";
+import { MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
 import { inTransaction, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
-import {
-  balanceRow,
-  toBalanceRecord,
-  toTransactionRecord,
-  transactionRow,
-  type RawRow,
-} from "./records.js";
-import { isUsableId, optionalString, requireAmount, requireBoolean, requireMetadata } from "./validate.js";
+import { checkMovement, movementCodec, notFound, prepareMovement, type MovementValue } from "./movement-rules.js";
+import { toBalanceRecord, toTransactionRecord, type RawRow } from "./records.js";
 
 export interface CreditInput {
   balanceId: string;
@@ -45,7 +39,100 @@ export interface Movements {
   debit(input: DebitInput): Promise<MovementResult>;
 }
 
-type Kind = "credit" | "debit";
+export type MovementKind = "credit" | "debit";
+
+/** What a finished movement call reports to `onMovement`: "ok" (replays included) or the refusal's reason. */
+export type MovementOutcome = "ok" | Reason;
+
+export interface MovementHooks {
+  /** Called once per credit or debit call with its outcome. Must not throw (errors are ignored). */
+  onMovement?: (type: MovementKind, outcome: MovementOutcome) => void;
+  /** Called once per batch transaction attempt with the number of calls in it (batching only). */
+  onBatch?: (size: number) => void;
+}
+
+/** A movement whose input has been checked: what both the batched and the direct path run. */
+export interface MovementRequest {
+  kind: MovementKind;
+  /** "" when the id cannot name a balance (the movement is then NOT_FOUND). */
+  balanceId: string;
+  ownerId: string | undefined;
+  amount: bigint;
+  allowNegative: boolean;
+  description: string | null;
+  referenceCode: string | null;
+  metadata: Record<string, string>;
+  key: IdempotencyKey | undefined;
+}
+
+export interface MovementsOptions extends MovementHooks {
+  /** One line per notable event (never SQL). */
+  log?: (msg: string) => void;
+  /** Group commit of concurrent movements (see movement-batcher.ts). Off: one transaction per call. */
+  batching?: BatchingOptions | false;
+}
+
+/** The movements of a ledger, plus what `close()` needs. */
+export interface MovementsService extends Movements {
+  /** Stops taking movements and waits for those queued or in flight. */
+  drain(): Promise<void>;
+}
+
+export function createMovements(
+  orm: LedgerOrm,
+  idempotency: Idempotency,
+  opts: MovementsOptions = {},
+): MovementsService {
+  const single = (m: MovementRequest): Promise<MovementResult> => moveOne(orm, idempotency, m);
+  const batcher = opts.batching
+    ? new MovementBatcher(orm, idempotency, single, {
+        ...opts.batching,
+        ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
+        ...(opts.log ? { log: opts.log } : {}),
+      })
+    : undefined;
+  const run = batcher ? (m: MovementRequest) => batcher.submit(m) : single;
+  let closing = false;
+
+  async function move(kind: MovementKind, input: CreditInput | DebitInput): Promise<MovementResult> {
+    let result: MovementResult;
+    try {
+      if (closing) throw new LedgerError("UNAVAILABLE", "the ledger is closing, try again later");
+      result = await run(prepareMovement(kind, input));
+    } catch (err) {
+      report(kind, err instanceof LedgerError ? err.reason : "INTERNAL");
+      throw err;
+    }
+    report(kind, "ok");
+    return result;
+  }
+
+  function report(kind: MovementKind, outcome: MovementOutcome): void {
+    if (!opts.onMovement) return;
+    try {
+      opts.onMovement(kind, outcome);
+    } catch {
+      // Metrics must never change a movement's outcome.
+    }
+  }
+
+  return {
+    credit: (input) => move("credit", input),
+    debit: (input) => move("debit", input),
+    async drain() {
+      closing = true;
+      await batcher?.drain();
+    },
+  };
+}
+
+/** One movement in its own database transaction: the unbatched path, and the batch's fallback. */
+export function moveOne(orm: LedgerOrm, idempotency: Idempotency, m: MovementRequest): Promise<MovementResult> {
+  return inTransaction(orm, async (em) => {
+    const { value, replayed } = await idempotency.run(em, m.key, m.kind, movementCodec, () => apply(em, m));
+    return { ...value, replayed };
+  });
+}
 
 interface LockedBalance {
   id: string;
@@ -55,58 +142,8 @@ interface LockedBalance {
   expired: boolean;
 }
 
-export const movementCodec: IdempotencyCodec<{ balance: AccountBalanceRecord; transaction: AccountTransactionRecord }> = {
-  encode: (v) => ({ balance: balanceRow(v.balance), transaction: transactionRow(v.transaction) }),
-  decode: (stored, em) => {
-    const s = stored as { balance: RawRow; transaction: RawRow };
-    return { balance: toBalanceRecord(em, s.balance), transaction: toTransactionRecord(em, s.transaction) };
-  },
-};
-
-export function createMovements(orm: LedgerOrm, idempotency: Idempotency): Movements {
-  async function move(kind: Kind, input: CreditInput, allowNegative: boolean): Promise<MovementResult> {
-    const amount = requireAmount(input.amountCents);
-    const description = optionalString(input.description, "description");
-    const referenceCode = optionalString(input.referenceCode, "reference_code");
-    const metadata = requireMetadata(input.metadata);
-    const key = requireIdempotencyKey(input.idempotency);
-    // An unusable id or owner names no balance: NOT_FOUND once the lock step runs.
-    const usable = isUsableId(input.balanceId) && (input.ownerId === undefined || isUsableId(input.ownerId));
-    const balanceId = usable ? input.balanceId : "";
-    const ownerId = input.ownerId;
-
-    return inTransaction(orm, async (em) => {
-      const { value, replayed } = await idempotency.run(em, key, kind, movementCodec, () =>
-        apply(em, { kind, balanceId, ownerId, amount, allowNegative, description, referenceCode, metadata }),
-      );
-      return { ...value, replayed };
-    });
-  }
-
-  return {
-    credit: async (input) => move("credit", input, false),
-    debit: async (input) => move("debit", input, requireBoolean(input.allowNegative ?? false, "allow_negative")),
-  };
-}
-
-interface Apply {
-  kind: Kind;
-  balanceId: string;
-  ownerId: string | undefined;
-  amount: bigint;
-  allowNegative: boolean;
-  description: string | null;
-  referenceCode: string | null;
-  metadata: Record<string, string>;
-}
-
-const notFound = () => new LedgerError("NOT_FOUND", "balance not found");
-
 /** One movement inside the caller's transaction: lock, check in the spec's order, write. */
-async function apply(
-  em: LedgerEntityManager,
-  m: Apply,
-): Promise<{ balance: AccountBalanceRecord; transaction: AccountTransactionRecord }> {
+async function apply(em: LedgerEntityManager, m: MovementRequest): Promise<MovementValue> {
   if (m.balanceId === "") throw notFound();
   // The row lock serialises every movement of this balance (and the expiry sweeper).
   const locked = (await em.execute(
@@ -119,24 +156,9 @@ async function apply(
   )) as LockedBalance[];
   const row = locked[0];
   if (!row) throw notFound();
-  if (row.status !== "active") {
-    throw new LedgerError("BALANCE_NOT_ACTIVE", `the balance is ${row.status}`, { status: row.status });
-  }
-  if (row.expired) throw new LedgerError("BALANCE_EXPIRED", "the balance has expired");
 
   const before = BigInt(row.balance_cents);
-  const after = m.kind === "credit" ? before + m.amount : before - m.amount;
-  if (after > MAX_CENTS || after < -MAX_CENTS) {
-    throw new LedgerError("AMOUNT_OUT_OF_RANGE", `the resulting balance would be outside ±${MAX_CENTS}`, {
-      max_cents: MAX_CENTS.toString(),
-    });
-  }
-  if (m.kind === "debit" && after < 0n && !m.allowNegative) {
-    throw new LedgerError("INSUFFICIENT_BALANCE", "the balance is too low for this debit", {
-      required_cents: m.amount.toString(),
-      available_cents: before.toString(),
-    });
-  }
+  const after = checkMovement({ status: row.status, expired: row.expired, cents: before }, m);
 
   const txnId = newTransactionId();
   // One statement writes both rows. The time is the database's, never earlier than the

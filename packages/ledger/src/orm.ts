@@ -3,7 +3,7 @@ import { Migrator } from "@mikro-orm/migrations";
 import pg from "pg";
 import { entities } from "./entities/index.js";
 import { migrationsList } from "./migrations/index.js";
-import { isRetryable, toLedgerError } from "./db-errors.js";
+import { isConnectionError, isRetryable, toLedgerError } from "./db-errors.js";
 
 export type LedgerOrm = MikroORM;
 export type LedgerEntityManager = EntityManager;
@@ -70,14 +70,22 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
 
 /**
  * Runs `fn` in a database transaction on a fresh fork of the entity manager, retrying a
- * deadlock or serialization failure a few times. Every failure leaves as a LedgerError.
+ * deadlock or serialization failure a few times, and a lost connection while `fn` ran (a
+ * pooled connection can die under it, e.g. terminated by the server): nothing was
+ * committed then. A connection lost during COMMIT is not retried: the work may have been
+ * committed. Every failure leaves as a LedgerError.
  */
 export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
+    let committing = false;
     try {
-      return await orm.em.fork().transactional((tx) => fn(tx));
+      return await orm.em.fork().transactional(async (tx) => {
+        const value = await fn(tx);
+        committing = true;
+        return value;
+      });
     } catch (err) {
-      if (isRetryable(err) && attempt < 3) continue;
+      if ((isRetryable(err) || (!committing && isConnectionError(err))) && attempt < 3) continue;
       throw toLedgerError(err);
     }
   }

@@ -1,0 +1,449 @@
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { openLedger, type IdempotencyKey, type Ledger, type MovementOutcome, type MovementResult } from "./index.js";
+import { createTestDatabase, type TestDatabase } from "./testing.js";
+import { sql } from "./test-support/sql.js";
+import { balanceInput, balanceRowOf, refusal, transactionsOf } from "./test-support/ledger.js";
+
+let db: TestDatabase;
+let ledger: Ledger;
+const batches: number[] = [];
+const outcomes: Array<[string, MovementOutcome]> = [];
+const logs: string[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  ledger = await openLedger({
+    databaseUrl: db.url,
+    poolMax: 10,
+    onBatch: (n) => batches.push(n),
+    onMovement: (type, outcome) => outcomes.push([type, outcome]),
+    log: (msg) => {
+      if (msg.includes(" batch ")) logs.push(msg);
+    },
+  });
+});
+
+// A batch that fell back to one-by-one would still answer right, and so hide a broken batch:
+// no test may leave such a line behind unless it expects it (takeLogs).
+afterEach(() => {
+  expect(logs).toEqual([]);
+});
+const takeLogs = (): string[] => logs.splice(0);
+
+afterAll(async () => {
+  await ledger?.close();
+  await db?.drop();
+});
+
+const key = (k: string, fingerprint = "fp-1"): IdempotencyKey => ({ scope: "batch-caller", key: k, fingerprint });
+const open = (userId: string, balanceCents = 0n, extra: Parameters<typeof balanceInput>[0] = {}) =>
+  ledger.balances.create(balanceInput({ userId, balanceCents, ...extra }));
+const debit = (balanceId: string, amount: bigint, extra: { idempotency?: IdempotencyKey; ownerId?: string; allowNegative?: boolean } = {}) =>
+  ledger.movements.debit({ balanceId, amountCents: amount, allowNegative: false, metadata: {}, ...extra });
+const credit = (
+  balanceId: string,
+  amount: bigint,
+  extra: { idempotency?: IdempotencyKey; ownerId?: string; description?: string; referenceCode?: string; metadata?: Record<string, string> } = {},
+) =>
+  ledger.movements.credit({ balanceId, amountCents: amount, metadata: {}, ...extra });
+
+/** Each settled call as "ok:<balance after>" or its refusal's reason. */
+function summary(results: PromiseSettledResult<MovementResult>[]): string[] {
+  return results.map((r) =>
+    r.status === "fulfilled"
+      ? `ok:${r.value.balance.balanceCents}${r.value.replayed ? ":replayed" : ""}`
+      : (r.reason as { reason: string }).reason,
+  );
+}
+
+/** Batch sizes reported while `fn` ran. */
+async function batchSizesOf<T>(fn: () => Promise<T>): Promise<{ value: T; sizes: number[] }> {
+  const from = batches.length;
+  const value = await fn();
+  return { value, sizes: batches.slice(from) };
+}
+
+const verified = async () => expect((await ledger.integrity.verify()).problems).toEqual([]);
+
+describe("group commit", () => {
+  it("one batch on a hot balance: refusals fail only themselves, the rest apply in arrival order", async () => {
+    const hot = await open("gc-hot", 100n, {
+      organizationId: "org-1",
+      referenceCode: "ref-hot",
+      metadata: { tier: "gold" },
+      expiresAt: new Date(Date.now() + 3_600_000),
+    });
+    const suspended = await open("gc-hot", 5n, { status: "suspended" });
+    const { value: results, sizes } = await batchSizesOf(() =>
+      Promise.allSettled([
+        debit(hot.id, 30n), // 70
+        debit(hot.id, 50n), // 20
+        debit(hot.id, 40n), // refused: 20 left
+        debit(hot.id, 20n), // 0
+        credit(hot.id, 10n, { description: "top-up", referenceCode: "ord-9", metadata: { via: "card" } }), // 10
+        debit(hot.id, 15n), // refused: 10 left
+        debit(hot.id, 1n, { ownerId: "someone-else" }), // NOT_FOUND
+        credit(suspended.id, 1n), // BALANCE_NOT_ACTIVE
+        credit("bal_unknown", 1n), // NOT_FOUND
+        debit(hot.id, 10n), // 0
+        debit(hot.id, 5n, { allowNegative: true }), // -5
+      ]),
+    );
+    expect(sizes).toEqual([11]);
+    expect(summary(results)).toEqual([
+      "ok:70",
+      "ok:20",
+      "INSUFFICIENT_BALANCE",
+      "ok:0",
+      "ok:10",
+      "INSUFFICIENT_BALANCE",
+      "NOT_FOUND",
+      "BALANCE_NOT_ACTIVE",
+      "NOT_FOUND",
+      "ok:0",
+      "ok:-5",
+    ]);
+    // The refusals carry the balance as the batch had left it at their turn.
+    expect((results[2] as PromiseRejectedResult).reason.details).toEqual({ required_cents: "40", available_cents: "20" });
+    expect((results[5] as PromiseRejectedResult).reason.details).toEqual({ required_cents: "15", available_cents: "10" });
+
+    // Each success returns the balance right after itself, and its own transaction.
+    const oks = results.filter((r): r is PromiseFulfilledResult<MovementResult> => r.status === "fulfilled").map((r) => r.value);
+    expect(oks.map((r) => [r.balance.version, r.balance.lastSequence, r.transaction.sequence])).toEqual([
+      [2n, 2n, 2n],
+      [3n, 3n, 3n],
+      [4n, 4n, 4n],
+      [5n, 5n, 5n],
+      [6n, 6n, 6n],
+      [7n, 7n, 7n],
+    ]);
+    for (const r of oks) {
+      expect(r.transaction.createdAt.getTime()).toBe(r.balance.updatedAt.getTime());
+      expect(r.balance.updatedAt.getTime()).toBeGreaterThanOrEqual(hot.updatedAt.getTime());
+    }
+    expect(oks[1]!.transaction).toMatchObject({ transactionType: "debit", amountCents: 50n, balanceBeforeCents: 70n, balanceAfterCents: 20n });
+
+    expect(await balanceRowOf(db.url, hot.id)).toMatchObject({ balance_cents: "-5", version: "7", last_sequence: "7" });
+    const txns = await transactionsOf(db.url, hot.id);
+    expect(txns.map((t) => [t.transaction_type, t.amount_cents, t.balance_before_cents, t.balance_after_cents, t.sequence])).toEqual([
+      ["adjustment", "100", "0", "100", "1"],
+      ["debit", "30", "100", "70", "2"],
+      ["debit", "50", "70", "20", "3"],
+      ["debit", "20", "20", "0", "4"],
+      ["credit", "10", "0", "10", "5"],
+      ["debit", "10", "10", "0", "6"],
+      ["debit", "5", "0", "-5", "7"],
+    ]);
+    expect(txns.slice(1).map((t) => t.id)).toEqual(oks.map((r) => r.transaction.id));
+    // What the ORM reads back is what the batch returned, field for field.
+    expect(await ledger.balances.get(hot.id)).toEqual(oks.at(-1)!.balance);
+    const listed = await ledger.reads.listTransactions({ balanceId: hot.id }, {}, { limit: 10, page: 1 });
+    expect(listed.items.slice(0, 6).reverse()).toEqual(oks.map((r) => r.transaction));
+    expect(await balanceRowOf(db.url, suspended.id)).toMatchObject({ balance_cents: "5", version: "1" });
+    await verified();
+  });
+
+  it("200 concurrent debits of 1 on 50 in few batches: exactly 50 succeed; created_at follows sequence", async () => {
+    const b = await open("gc-overdraft", 50n);
+    const { value: results, sizes } = await batchSizesOf(() =>
+      Promise.allSettled(Array.from({ length: 200 }, () => debit(b.id, 1n))),
+    );
+    expect(sizes.reduce((a, n) => a + n, 0)).toBe(200);
+    expect(sizes.length).toBeLessThanOrEqual(2);
+    expect(summary(results).filter((s) => s.startsWith("ok"))).toHaveLength(50);
+    expect(new Set(summary(results).filter((s) => !s.startsWith("ok")))).toEqual(new Set(["INSUFFICIENT_BALANCE"]));
+    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "0", version: "51", last_sequence: "51" });
+    const [order] = await sql<{ ok: boolean }>(
+      db.url,
+      `select bool_and(created_at >= prev) as ok from (
+         select created_at, lag(created_at) over (order by sequence) as prev from account_transactions where account_balance_id = $1
+       ) x where prev is not null`,
+      [b.id],
+    );
+    expect(order?.ok).toBe(true);
+    await verified();
+  });
+
+  it("reports every call to onMovement and every batch to onBatch", async () => {
+    const b = await open("gc-hooks", 3n);
+    const from = outcomes.length;
+    await Promise.allSettled([credit(b.id, 1n), debit(b.id, 10n), debit(b.id, 0n), credit("bal_none", 1n)]);
+    expect(outcomes.slice(from)).toEqual([
+      ["debit", "VALIDATION_FAILED"],
+      ["credit", "ok"],
+      ["debit", "INSUFFICIENT_BALANCE"],
+      ["credit", "NOT_FOUND"],
+    ]);
+    expect(ledger.batching).toBe(true);
+  });
+});
+
+describe("idempotency keys in batches", () => {
+  it("the same key twice in one batch: the later call waits for the first's result", async () => {
+    const b = await open("gc-key", 10n);
+    const { value: results, sizes } = await batchSizesOf(() =>
+      Promise.allSettled([
+        credit(b.id, 7n, { idempotency: key("dup") }),
+        credit(b.id, 7n, { idempotency: key("dup") }),
+        credit(b.id, 7n, { idempotency: key("dup", "fp-other") }),
+        debit(b.id, 7n, { idempotency: key("dup") }),
+        // Refused first, so its key stays free: the same-key call after a top-up runs afresh.
+        debit(b.id, 30n, { idempotency: key("retry") }),
+        credit(b.id, 20n),
+        debit(b.id, 30n, { idempotency: key("retry") }),
+        credit(b.id, 7n, { idempotency: key("dup") }),
+      ]),
+    );
+    expect(summary(results)).toEqual([
+      "ok:17",
+      "ok:17:replayed",
+      "IDEMPOTENCY_KEY_REUSED",
+      "IDEMPOTENCY_KEY_REUSED",
+      "INSUFFICIENT_BALANCE",
+      "ok:37",
+      "ok:7",
+      "ok:17:replayed",
+    ]);
+    // Three calls ran at once, the five followers of a key in the next batch.
+    expect(sizes).toEqual([8, 5]);
+    const first = (results[0] as PromiseFulfilledResult<MovementResult>).value;
+    expect((results[1] as PromiseFulfilledResult<MovementResult>).value).toEqual({ ...first, replayed: true });
+    expect((await transactionsOf(db.url, b.id)).map((t) => [t.transaction_type, t.amount_cents, t.balance_after_cents])).toEqual([
+      ["adjustment", "10", "10"],
+      ["credit", "7", "17"],
+      ["credit", "20", "37"],
+      ["debit", "30", "7"],
+    ]);
+    const keys = await sql(db.url, "select key, operation, status from idempotency_keys where scope = 'batch-caller' order by key");
+    expect(keys).toEqual([
+      { key: "dup", operation: "credit", status: "done" },
+      { key: "retry", operation: "debit", status: "done" },
+    ]);
+    await verified();
+  });
+
+  it("a key stored by an earlier batch replays in a later one and writes nothing", async () => {
+    const b = await open("gc-replay", 100n);
+    const first = await debit(b.id, 40n, { idempotency: key("across") });
+    const results = await Promise.allSettled([
+      debit(b.id, 40n, { idempotency: key("across") }),
+      debit(b.id, 1n),
+      debit(b.id, 40n, { idempotency: key("across") }),
+      credit(b.id, 40n, { idempotency: key("across") }),
+    ]);
+    expect(summary(results)).toEqual(["ok:60:replayed", "ok:59", "ok:60:replayed", "IDEMPOTENCY_KEY_REUSED"]);
+    expect((results[0] as PromiseFulfilledResult<MovementResult>).value).toEqual({ ...first, replayed: true });
+    expect(await transactionsOf(db.url, b.id)).toHaveLength(3);
+    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "59", version: "3" });
+  });
+
+  it("three ledgers (three processes) with one key and one hot balance: one write, no overdraft", async () => {
+    const others = await Promise.all([1, 2].map(() => openLedger({ databaseUrl: db.url, poolMax: 4, migrate: false })));
+    try {
+      const b = await open("gc-processes", 150n);
+      const all = [ledger, ...others];
+      const calls: Array<Promise<MovementResult>> = [];
+      for (let i = 0; i < 300; i++) {
+        const l = all[i % 3]!;
+        calls.push(l.movements.debit({ balanceId: b.id, amountCents: 1n, allowNegative: false, metadata: {} }));
+        if (i % 30 === 0) calls.push(l.movements.credit({ balanceId: b.id, amountCents: 2n, metadata: {}, idempotency: key("shared") }));
+      }
+      const results = await Promise.allSettled(calls);
+      const keyed = results.filter((_, i) => i % 31 === 1);
+      expect(keyed).toHaveLength(10);
+      const keyedValues = keyed.map((r) => (r as PromiseFulfilledResult<MovementResult>).value);
+      expect(new Set(keyedValues.map((v) => v.transaction.id)).size).toBe(1);
+      expect(keyedValues.filter((v) => !v.replayed)).toHaveLength(1);
+      // Whether the credit landed before the last debits is up to the race; the sums are not.
+      const debited = results.filter((r, i) => i % 31 !== 1 && r.status === "fulfilled").length;
+      const row = await balanceRowOf(db.url, b.id);
+      expect(BigInt(row!.balance_cents)).toBe(152n - BigInt(debited));
+      expect(BigInt(row!.balance_cents) >= 0n && debited >= 150).toBe(true);
+      expect(row!.version).toBe(String(1 + debited + 1));
+      await verified();
+    } finally {
+      await Promise.all(others.map((o) => o.close()));
+    }
+  });
+});
+
+describe("a failing batch", () => {
+  it("a movement that makes the batch's SQL fail fails alone; its neighbours commit", async () => {
+    const b = await open("gc-poison", 100n);
+    const other = await open("gc-poison", 0n);
+    // A rule the ledger's own checks do not know, so only the database refuses it.
+    await sql(db.url, "alter table account_transactions add constraint test_no_13 check (amount_cents <> 13)");
+    try {
+      const { value: results, sizes } = await batchSizesOf(() =>
+        Promise.allSettled([debit(b.id, 1n), debit(b.id, 13n), credit(other.id, 2n), debit(b.id, 3n), credit(other.id, 13n)]),
+      );
+      expect(sizes).toEqual([5]);
+      expect(summary(results)).toEqual(["ok:99", "INTERNAL", "ok:2", "ok:96", "INTERNAL"]);
+      expect(takeLogs()).toEqual(["ledger: a batch of 5 movement(s) failed (SQLSTATE 23514); running them one by one"]);
+      // Nothing internal leaks into the refusal.
+      const err = (results[1] as PromiseRejectedResult).reason as Error;
+      expect(err.message).toBe("internal ledger error");
+      expect(Object.keys(err)).not.toContain("cause");
+    } finally {
+      await sql(db.url, "alter table account_transactions drop constraint test_no_13");
+    }
+    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "96", version: "3" });
+    expect(await balanceRowOf(db.url, other.id)).toMatchObject({ balance_cents: "2", version: "2" });
+    await verified();
+  });
+
+  it("a failure at COMMIT (a deferred constraint) rolls the batch back and reruns it call by call", async () => {
+    const b = await open("gc-commit", 50n);
+    await sql(
+      db.url,
+      `create function test_refuse_17() returns trigger language plpgsql as $$
+       begin
+         if new.amount_cents = 17 then raise exception 'no 17'; end if;
+         return null;
+       end $$`,
+    );
+    await sql(
+      db.url,
+      `create constraint trigger test_no_17 after insert on account_transactions
+         deferrable initially deferred for each row execute function test_refuse_17()`,
+    );
+    try {
+      const results = await Promise.allSettled([credit(b.id, 5n), debit(b.id, 17n), debit(b.id, 5n)]);
+      expect(summary(results)).toEqual(["ok:55", "INTERNAL", "ok:50"]);
+      expect(takeLogs()).toEqual(["ledger: a batch of 3 movement(s) failed (SQLSTATE P0001); running them one by one"]);
+    } finally {
+      await sql(db.url, "drop trigger test_no_17 on account_transactions");
+      await sql(db.url, "drop function test_refuse_17()");
+    }
+    expect((await transactionsOf(db.url, b.id)).map((t) => t.amount_cents)).toEqual(["50", "5", "5"]);
+    await verified();
+  });
+
+  it("the batch's connection killed mid-batch: every call gets a definite outcome, nothing half-written", async () => {
+    const a = await open("gc-kill", 100n);
+    const c = await open("gc-kill", 100n);
+    const holder = new pg.Client({ connectionString: db.url });
+    const observer = new pg.Client({ connectionString: db.url });
+    holder.on("error", () => {});
+    observer.on("error", () => {});
+    await holder.connect();
+    await observer.connect();
+    try {
+      // Hold one balance's lock, so the batch stops inside its transaction, on that lock.
+      await holder.query("begin");
+      await holder.query("select 1 from account_balances where id = $1 for update", [a.id]);
+      const pending = Promise.allSettled([
+        debit(a.id, 10n, { idempotency: key("kill-1") }),
+        credit(c.id, 5n),
+        debit(c.id, 500n),
+        debit(a.id, 20n),
+      ]);
+      let killed = false;
+      for (let i = 0; i < 200 && !killed; i++) {
+        const rows = (
+          await observer.query(
+            `select pg_terminate_backend(pid) as killed from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+          )
+        ).rows as Array<{ killed: boolean }>;
+        killed = rows.some((r) => r.killed);
+        if (!killed) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(killed).toBe(true);
+      await holder.query("rollback");
+      const results = await pending;
+      // Run again call by call on fresh connections: each exactly once (the two debits of
+      // `a` in either order).
+      const s = summary(results);
+      expect(takeLogs()).toEqual(["ledger: a batch of 4 movement(s) failed (connection lost); running them one by one"]);
+      expect([s[1], s[2]]).toEqual(["ok:105", "INSUFFICIENT_BALANCE"]);
+      expect([s[0], s[3]]).toSatisfy((pair: unknown[]) =>
+        JSON.stringify(pair) === JSON.stringify(["ok:90", "ok:70"]) || JSON.stringify(pair) === JSON.stringify(["ok:70", "ok:80"]),
+      );
+    } finally {
+      await holder.end().catch(() => {});
+      await observer.end().catch(() => {});
+    }
+    expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "70", version: "3" });
+    expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+    expect(await sql(db.url, "select status from idempotency_keys where key = 'kill-1'")).toEqual([{ status: "done" }]);
+    // The pool recovered: the next movements batch again.
+    const { sizes } = await batchSizesOf(() => Promise.all([credit(a.id, 1n), credit(c.id, 1n)]));
+    expect(sizes).toEqual([2]);
+    await verified();
+  });
+});
+
+describe("a balance locked for long", () => {
+  it("holds up only its own movements: the batch gives up on the lock and runs its calls one by one", async () => {
+    const lines: string[] = [];
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 }, log: (m) => lines.push(m) });
+    const stuck = await open("gc-stuck", 10n);
+    const free = await open("gc-stuck", 10n);
+    const holder = new pg.Client({ connectionString: db.url });
+    holder.on("error", () => {});
+    await holder.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("select 1 from account_balances where id = $1 for update", [stuck.id]);
+      const onStuck = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} });
+      // The free balance's call completes while the other balance is still locked.
+      expect((await onFree).balance.balanceCents).toBe(11n);
+      expect(lines.filter((m) => m.includes(" batch "))).toEqual([
+        "ledger: a batch of 2 movement(s) failed (SQLSTATE 55P03); running them one by one",
+      ]);
+      await holder.query("rollback");
+      expect((await onStuck).balance.balanceCents).toBe(11n);
+    } finally {
+      await holder.end().catch(() => {});
+      await l.close();
+    }
+    await verified();
+  });
+});
+
+describe("options", () => {
+  it("batching: false runs one transaction per movement with the same results", async () => {
+    const seen: number[] = [];
+    const plain = await openLedger({ databaseUrl: db.url, migrate: false, batching: false, onBatch: (n) => seen.push(n) });
+    try {
+      expect(plain.batching).toBe(false);
+      const b = await open("gc-off", 10n);
+      const results = await Promise.allSettled(
+        Array.from({ length: 15 }, () => plain.movements.debit({ balanceId: b.id, amountCents: 1n, allowNegative: false, metadata: {} })),
+      );
+      expect(summary(results).filter((s) => s.startsWith("ok"))).toHaveLength(10);
+      expect(seen).toEqual([]);
+      expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "0", version: "11" });
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it("maxBatch bounds a batch, and bad values are refused", async () => {
+    const seen: number[] = [];
+    const small = await openLedger({ databaseUrl: db.url, migrate: false, batching: { maxBatch: 4, maxInFlight: 1 }, onBatch: (n) => seen.push(n) });
+    try {
+      const b = await open("gc-max", 0n);
+      await Promise.all(Array.from({ length: 10 }, () => small.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} })));
+      expect(seen).toEqual([4, 4, 2]);
+      expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "10", version: "11" });
+    } finally {
+      await small.close();
+    }
+    for (const batching of [{ maxBatch: 0 }, { maxInFlight: 1.5 }]) {
+      expect((await refusal(openLedger({ databaseUrl: db.url, migrate: false, batching }))).reason).toBe("VALIDATION_FAILED");
+    }
+  });
+
+  it("close() lets queued movements finish, then refuses new ones", async () => {
+    const l = await openLedger({ databaseUrl: db.url, migrate: false });
+    const b = await open("gc-close", 0n);
+    const queued = Array.from({ length: 20 }, () => l.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} }));
+    await l.close();
+    expect((await Promise.all(queued)).map((r) => r.balance.balanceCents).sort((x, y) => Number(x - y)).at(-1)).toBe(20n);
+    expect((await refusal(l.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} }))).reason).toBe("UNAVAILABLE");
+  });
+});

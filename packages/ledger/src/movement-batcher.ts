@@ -1,0 +1,197 @@
+import { isConnectionError, isRetryable } from "./db-errors.js";
+import { LedgerError } from "./errors.js";
+import type { Idempotency } from "./idempotency.js";
+import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
+import type { MovementRequest, MovementResult } from "./movements.js";
+import type { LedgerOrm } from "./orm.js";
+
+export interface BatchingOptions {
+  /** Most movements per database transaction: 1 … 10000, default 256. */
+  maxBatch?: number;
+  /**
+   * Batch transactions of this process in flight at once: 1 … 64, default 2. While they are
+   * all busy, new movements queue and go together into the next one (natural group commit:
+   * no timer, an idle ledger sends the first movement at once).
+   */
+  maxInFlight?: number;
+  /**
+   * How long a batch that moves several balances waits for a row or key lock before it
+   * gives up and runs its calls one by one (so one long-held balance does not hold up the
+   * others): 1 … 600000 ms, default 5000.
+   */
+  lockTimeoutMs?: number;
+}
+
+export const DEFAULT_MAX_BATCH = 256;
+export const DEFAULT_MAX_IN_FLIGHT = 2;
+export const DEFAULT_BATCH_LOCK_TIMEOUT_MS = 5_000;
+const BATCH_ATTEMPTS = 3;
+
+interface Pending {
+  request: MovementRequest;
+  resolve(value: MovementResult): void;
+  reject(err: LedgerError): void;
+}
+
+function boundedInt(value: number | undefined, fallback: number, max: number, field: string): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 1 || v > max) {
+    throw new LedgerError("VALIDATION_FAILED", `batching.${field} must be an integer from 1 to ${max}`);
+  }
+  return v;
+}
+
+export function checkBatchingOptions(opts: BatchingOptions): Required<BatchingOptions> {
+  return {
+    maxBatch: boundedInt(opts.maxBatch, DEFAULT_MAX_BATCH, 10_000, "maxBatch"),
+    maxInFlight: boundedInt(opts.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 64, "maxInFlight"),
+    lockTimeoutMs: boundedInt(opts.lockTimeoutMs, DEFAULT_BATCH_LOCK_TIMEOUT_MS, 600_000, "lockTimeoutMs"),
+  };
+}
+
+/** A failure named for operators: the SQLSTATE class, never SQL or server text. */
+function failureKind(err: unknown): string {
+  if (err instanceof LedgerError) return err.reason;
+  if (isConnectionError(err)) return "connection lost";
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? `SQLSTATE ${code}` : "unexpected error";
+}
+
+/**
+ * Group commit of credits and debits. Calls queue; each batch of queued calls runs in ONE
+ * database transaction (`runMovementBatch`) and every call gets its own outcome: a refusal
+ * is that call's alone. If the batch transaction fails as a whole:
+ * - deadlock or serialization failure: the batch runs again (up to 3 attempts);
+ * - any other failure before COMMIT (nothing was written): every call of the batch runs
+ *   again on its own (`single`), so one bad call cannot fail its neighbours;
+ * - the connection lost during COMMIT: whether it committed is unknown, so every call is
+ *   answered UNAVAILABLE — never success, and never run twice.
+ */
+export class MovementBatcher {
+  private readonly queue: Pending[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private readonly idle: Array<() => void> = [];
+  private readonly maxBatch: number;
+  private readonly maxInFlight: number;
+  private readonly lockTimeoutMs: number;
+
+  constructor(
+    private readonly orm: LedgerOrm,
+    private readonly idempotency: Idempotency,
+    private readonly single: (m: MovementRequest) => Promise<MovementResult>,
+    opts: BatchingOptions & { onBatch?: (size: number) => void; log?: (msg: string) => void } = {},
+  ) {
+    this.log = opts.log ?? (() => {});
+    const checked = checkBatchingOptions(opts);
+    this.maxBatch = checked.maxBatch;
+    this.maxInFlight = checked.maxInFlight;
+    this.lockTimeoutMs = checked.lockTimeoutMs;
+    this.onBatch = opts.onBatch;
+  }
+
+  private readonly onBatch: ((size: number) => void) | undefined;
+  private readonly log: (msg: string) => void;
+
+  submit(request: MovementRequest): Promise<MovementResult> {
+    return new Promise<MovementResult>((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      // A microtask, not a timer: calls made in the same tick share a batch, and an idle
+      // ledger adds no delay.
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => {
+          this.scheduled = false;
+          this.pump();
+        });
+      }
+    });
+  }
+
+  /** Resolves once nothing is queued or in flight. */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight += 1;
+      void this.run(batch).finally(() => {
+        this.inFlight -= 1;
+        this.pump();
+        if (this.queue.length === 0 && this.inFlight === 0) for (const done of this.idle.splice(0)) done();
+      });
+    }
+  }
+
+  private async run(batch: Pending[]): Promise<void> {
+    const requests = batch.map((p) => p.request);
+    for (let attempt = 1; ; attempt++) {
+      this.report(batch.length);
+      let committing = false;
+      let outcomes: BatchOutcome[];
+      try {
+        outcomes = await this.orm.em.fork().transactional(async (em) => {
+          const out = await runMovementBatch(em, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs);
+          committing = true;
+          return out;
+        });
+      } catch (err) {
+        if (committing && isConnectionError(err)) {
+          this.log(`ledger: connection lost while committing a batch of ${batch.length} movement(s); answered UNAVAILABLE`);
+          const unknown = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
+          for (const p of batch) p.reject(unknown);
+          return;
+        }
+        if (isRetryable(err) && attempt < BATCH_ATTEMPTS) continue;
+        this.log(`ledger: a batch of ${batch.length} movement(s) failed (${failureKind(err)}); running them one by one`);
+        await this.oneByOne(batch);
+        return;
+      }
+      const again: Pending[] = [];
+      outcomes.forEach((o, i) => {
+        const p = batch[i]!;
+        if (o.kind === "done") p.resolve(o.value);
+        else if (o.kind === "refused") p.reject(o.error);
+        else again.push(p);
+      });
+      // Same-key followers go first into the next batch, after this one has committed.
+      if (again.length > 0) this.queue.unshift(...again);
+      return;
+    }
+  }
+
+  /**
+   * The fallback: every call in its own transaction. Calls on one balance run one after the
+   * other in arrival order, as the batch would have applied them; balances in parallel.
+   */
+  private async oneByOne(batch: Pending[]): Promise<void> {
+    const byBalance = new Map<string, Pending[]>();
+    for (const p of batch) {
+      const list = byBalance.get(p.request.balanceId) ?? [];
+      list.push(p);
+      byBalance.set(p.request.balanceId, list);
+    }
+    await Promise.all(
+      [...byBalance.values()].map(async (list) => {
+        for (const p of list) {
+          try {
+            p.resolve(await this.single(p.request));
+          } catch (err) {
+            p.reject(err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error"));
+          }
+        }
+      }),
+    );
+  }
+
+  private report(size: number): void {
+    try {
+      this.onBatch?.(size);
+    } catch {
+      // Metrics must never change a movement's outcome.
+    }
+  }
+}
