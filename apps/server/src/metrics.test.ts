@@ -100,6 +100,11 @@ describe("GET /metrics", () => {
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
     expect(text).toContain("# TYPE account_balance_ledger_batch_size histogram");
+    // Movements are group-committed by default: at least the three plain debits went through batches.
+    const batches = Number(/^account_balance_ledger_batch_size_count (\d+)$/m.exec(text)?.[1]);
+    const batched = Number(/^account_balance_ledger_batch_size_sum (\d+)$/m.exec(text)?.[1]);
+    expect(batches).toBeGreaterThanOrEqual(1);
+    expect(batched).toBeGreaterThanOrEqual(3);
   });
 
   it("replays are counted as replayed, not as a second movement", async () => {
