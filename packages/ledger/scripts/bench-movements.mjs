@@ -88,18 +88,24 @@ const url = withDb(serverUrl, dbName);
 try {
   // Migrate once, then load balances with SQL: each with an opening adjustment, so the
   // ledger's invariant holds and integrity.verify() can check the end state.
+  // One transaction: the schema checks at commit that each balance ends where its history does.
   const setup = await openLedger({ databaseUrl: url, batching: false });
   const big = 1_000_000_000_000n;
-  await setup.orm.em.getConnection().execute(
+  const seed = new pg.Client({ connectionString: url });
+  await seed.connect();
+  await seed.query("begin");
+  await seed.query(
     `insert into account_balances (id, user_id, balance_type, balance_cents, currency, status, metadata, version, last_sequence, created_at, updated_at)
      select 'bal_bench_' || lpad(i::text, 6, '0'), 'bench-' || (i % 100), 'general', ${big}, 'USD', 'active', '{}', 1, 1, now(), now()
        from generate_series(0, ${balanceCount}) as i`,
   );
-  await setup.orm.em.getConnection().execute(
+  await seed.query(
     `insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents, balance_after_cents, currency, status, metadata, created_at, sequence)
      select 'txn_open_' || b.id, b.id, 'adjustment', b.balance_cents, 0, b.balance_cents, 'USD', 'completed', '{}', b.created_at, 1
        from account_balances b`,
   );
+  await seed.query("commit");
+  await seed.end();
   await setup.close();
   const hot = "bal_bench_000000";
   const spread = () => `bal_bench_${String(1 + Math.floor(Math.random() * balanceCount)).padStart(6, "0")}`;

@@ -57,11 +57,15 @@ it("the movements migration backfills last_sequence and user_id of existing hist
 });
 
 it("user_id of a transaction is always its balance's, whatever the writer sends", async () => {
+  // With the balance moved in the same database transaction, as the chain constraints require.
   await sql(
     db.url,
-    `insert into account_transactions (id, account_balance_id, user_id, transaction_type, amount_cents, balance_before_cents,
+    `begin;
+     insert into account_transactions (id, account_balance_id, user_id, transaction_type, amount_cents, balance_before_cents,
        balance_after_cents, currency, status, metadata, sequence)
-     values ('txn_forged', 'bal_empty', 'mallory', 'credit', 1, 0, 1, 'EUR', 'completed', '{}', 1)`,
+     values ('txn_forged', 'bal_empty', 'mallory', 'credit', 1, 0, 1, 'EUR', 'completed', '{}', 1);
+     update account_balances set balance_cents = 1, last_sequence = 1 where id = 'bal_empty';
+     commit`,
   );
   expect(await sql(db.url, "select user_id from account_transactions where id = 'txn_forged'")).toEqual([{ user_id: "old-user" }]);
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_CENTS, openLedger, type Ledger } from "./index.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
-import { sql } from "./test-support/sql.js";
+import { sql, sqlBypassingTriggers } from "./test-support/sql.js";
 import { balanceInput, balanceRowOf, refusal, snapshotOf, transactionsOf } from "./test-support/ledger.js";
 
 let db: TestDatabase;
@@ -254,16 +254,17 @@ describe("integrity.verify", () => {
     expect(clean.balances).toBe(count);
 
     // Break a balance behind the ledger's back: an out-of-chain row, and a drifted balance.
+    // The schema refuses both (chain constraints), so its triggers are switched off for them.
     const b = await open("verify-broken", 10n);
-    await sql(
+    await sqlBypassingTriggers(
       db.url,
-      `insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents,
+      `insert into account_transactions (id, account_balance_id, user_id, transaction_type, amount_cents, balance_before_cents,
          balance_after_cents, currency, status, metadata, created_at, sequence)
-       values ('txn_broken', $1, 'credit', 5, 7, 12, 'USD', 'completed', '{}', now(), 3)`,
+       values ('txn_broken', $1, 'verify-broken', 'credit', 5, 7, 12, 'USD', 'completed', '{}', now(), 3)`,
       [b.id],
     );
     const drifted = await open("verify-broken", 0n);
-    await sql(db.url, "update account_balances set balance_cents = 3 where id = $1", [drifted.id]);
+    await sqlBypassingTriggers(db.url, "update account_balances set balance_cents = 3 where id = $1", [drifted.id]);
 
     const report = await ledger.integrity.verify();
     const byBalance = (id: string) => report.problems.filter((p) => p.balanceId === id).map((p) => p.problem);

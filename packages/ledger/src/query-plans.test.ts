@@ -19,9 +19,12 @@ const TXNS_PER_BALANCE = 25;
 beforeAll(async () => {
   db = await createTestDatabase();
   ledger = await openLedger({ databaseUrl: db.url });
+  // One database transaction: the schema checks at commit that every balance ends where its
+  // history does (the chain constraints).
   await sql(
     db.url,
-    `insert into account_balances (id, user_id, balance_type, balance_cents, currency, status, expires_at, version, last_sequence)
+    `begin;
+     insert into account_balances (id, user_id, balance_type, balance_cents, currency, status, expires_at, version, last_sequence)
      select 'bal_' || lpad(g::text, 6, '0'),
             'user-' || (g % ${USERS}),
             (array['general', 'credits', 'promotional', 'refund'])[1 + g % 4],
@@ -31,15 +34,13 @@ beforeAll(async () => {
             case when g % 10 = 0 then now() + (g % 60) * interval '1 day' - interval '12 hours' end,
             ${TXNS_PER_BALANCE + 1},
             ${TXNS_PER_BALANCE}
-       from generate_series(1, ${USERS * BALANCES_PER_USER}) g`,
-  );
-  await sql(
-    db.url,
-    `insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents,
+       from generate_series(1, ${USERS * BALANCES_PER_USER}) g;
+     insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents,
             balance_after_cents, currency, status, metadata, created_at, sequence)
      select 'txn_' || b.id || '_' || s, b.id, 'credit', 1, s - 1, s, b.currency, 'completed', '{}',
             now() - interval '30 days' + s * interval '1 hour' + (random() * interval '1 minute'), s
-       from account_balances b, generate_series(1, ${TXNS_PER_BALANCE}) s`,
+       from account_balances b, generate_series(1, ${TXNS_PER_BALANCE}) s;
+     commit`,
   );
   await sql(db.url, "analyze account_balances");
   await sql(db.url, "analyze account_transactions");

@@ -37,17 +37,23 @@ describe("cli.js verify on a corrupted ledger", () => {
   });
 
   it("exits 1 and names each drifting balance, and only those", async () => {
-    // A balance changed behind the ledger's back (the table allows UPDATE; the history does not).
+    // The schema refuses both at commit (the chain constraints of the ledger's migrations), so
+    // this session switches every trigger off while it corrupts (superuser only): as someone
+    // bypassing the database's own checks would, which is what `verify` is for.
+    await d.sql(`set session_replication_role = replica`);
+    // A balance changed behind the ledger's back.
     await d.sql(`update account_balances set balance_cents = balance_cents + 1 where id = $1`, [ids.tampered]);
     // A history with a hole: a transaction inserted past the end, skipping a sequence number.
+    // (user_id is written here: the trigger that copies it from the balance is off too.)
     await d.sql(
-      `insert into account_transactions (id, account_balance_id, transaction_type, amount_cents, balance_before_cents,
+      `insert into account_transactions (id, account_balance_id, user_id, transaction_type, amount_cents, balance_before_cents,
               balance_after_cents, currency, description, status, metadata, created_at, sequence)
-       select 'txn_FORGED0000000000000000000', id, 'credit', 5, balance_cents, balance_cents + 5, currency, 'forged',
+       select 'txn_FORGED0000000000000000000', id, user_id, 'credit', 5, balance_cents, balance_cents + 5, currency, 'forged',
               'completed', '{}'::jsonb, now(), last_sequence + 2
          from account_balances where id = $1`,
       [ids.gapped],
     );
+    await d.sql(`reset session_replication_role`);
 
     const r = await runVerify(d.databaseUrl);
     expect(r.code, r.stderr).toBe(1);
