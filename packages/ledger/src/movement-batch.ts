@@ -4,8 +4,7 @@ import { checkMovement, movementCodec, notFound, type MovementValue } from "./mo
 import type { MovementRequest, MovementResult } from "./movements.js";
 import type { LedgerEntityManager, LedgerOrm } from "./orm.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
-import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
-import type { RawRow } from "./records.js";
+import { transactionFromRow, type RawRow } from "./records.js";
 
 /**
  * What one request of a batch came to. `deferred`: its idempotency key is claimed by an
@@ -256,7 +255,7 @@ export async function runMovementBatch(
         version: BigInt(row.version) + a.moves,
         lastSequence: BigInt(sequence),
       }),
-      transaction: transactionRecord(parseDate, txn),
+      transaction: transactionFromRow(txn as unknown as RawRow, parseDate),
     };
     outcomes[a.index] = { kind: "done", value: { ...value, replayed: false } };
     if (a.request.key) done.push({ ...pick(a.request.key), response: movementCodec.encode(value) });
@@ -355,7 +354,7 @@ function replay(orm: LedgerOrm, stored: StoredKey | undefined, r: MovementReques
 
 type ParseDate = (v: unknown) => Date;
 
-// Records built field by field rather than through the ORM's `em.map`: a batch returns one
+// A balance record built field by field rather than through the ORM's `em.map`: a batch returns one
 // per movement, and mapping (a fork, hydration, change-tracking snapshots) costs several
 // times the rest of the batch's work in this process. The same fields and types as a loaded
 // entity (the tests compare them with `balances.get` and `reads.listTransactions`); dates
@@ -386,21 +385,3 @@ function balanceRecord(
   } as AccountBalanceRecord;
 }
 
-function transactionRecord(parseDate: ParseDate, t: TxnRow): AccountTransactionRecord {
-  return {
-    id: t.id,
-    accountBalanceId: t.account_balance_id,
-    userId: t.user_id,
-    transactionType: t.transaction_type,
-    amountCents: BigInt(t.amount_cents),
-    balanceBeforeCents: BigInt(t.balance_before_cents),
-    balanceAfterCents: BigInt(t.balance_after_cents),
-    currency: t.currency,
-    description: t.description,
-    referenceCode: t.reference_code,
-    status: t.status,
-    metadata: { ...t.metadata },
-    createdAt: parseDate(t.created_at),
-    sequence: BigInt(t.sequence),
-  } as AccountTransactionRecord;
-}
