@@ -25,9 +25,9 @@ import { connectH2, frame, http1, unframe, type H2 } from "./raw.js";
 // Bad input, tried at scale: thousands of generated hostile requests per protocol against one
 // server. None may be answered with a 5xx or INTERNAL/UNKNOWN, no refused request may leave a
 // row behind, the server must still answer afterwards and its memory must not keep growing.
-// FUZZ_RUNS (per protocol, default 1500) and FUZZ_SEED reproduce or widen a run.
+// FUZZ_RUNS (per protocol, default 2000) and FUZZ_SEED reproduce or widen a run.
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 1500);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const WARM_UP = Math.min(300, Math.floor(RUNS / 5));
 const CONCURRENCY = 8;
