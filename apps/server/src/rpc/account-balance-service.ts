@@ -1,4 +1,5 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   AccountBalanceService,
@@ -29,6 +30,7 @@ import {
   balanceTypeWord,
   dateOf,
   pageMeta,
+  pageOf,
   toBalance,
   toMovement,
   toStatistics,
@@ -48,7 +50,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
   return {
     async listMyBalances(req, ctx) {
       const userId = userOf(ctx);
-      const page = { limit: req.limit ?? DEFAULT_BALANCE_LIMIT, page: req.page ?? 1 };
+      const page = pageOf(req, DEFAULT_BALANCE_LIMIT);
       const rows = await ledger.balances.list(balanceFilter(userId, req), page);
       return create(ListMyBalancesResponseSchema, { data: rows.items.map(toBalance), meta: pageMeta(page, rows.total) });
     },
@@ -114,9 +116,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const caller = callerOf(ctx);
       const idempotency = idempotencyOf(CreditBalanceRequestSchema, req, ctx, caller);
       if (!caller.isAdmin) {
-        // Visibility before permission: an owner learns nothing about other users' ids.
-        if (!(await ledger.balances.get(req.id, ownerScope(caller)))) throw notFound();
-        throw refusal("FORBIDDEN", "only admins and services may credit a balance");
+        await forbidAfterVisibility(ledger, req.id, ownerScope(caller), "only admins and services may credit a balance");
       }
       const result = await ledger.movements.credit({
         balanceId: req.id,
@@ -134,8 +134,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const idempotency = idempotencyOf(DebitBalanceRequestSchema, req, ctx, caller);
       const scope = ownerScope(caller);
       if (req.allowNegative && !caller.isAdmin) {
-        if (!(await ledger.balances.get(req.id, scope))) throw notFound();
-        throw refusal("FORBIDDEN", "only admins and services may allow a negative balance");
+        await forbidAfterVisibility(ledger, req.id, scope, "only admins and services may allow a negative balance");
       }
       const result = await ledger.movements.debit({
         balanceId: req.id,
@@ -157,20 +156,20 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
 
     async listMyTransactions(req, ctx) {
       const userId = userOf(ctx);
-      const page = { limit: req.limit ?? DEFAULT_TRANSACTION_LIMIT, page: req.page ?? 1 };
+      const page = pageOf(req, DEFAULT_TRANSACTION_LIMIT);
       const rows = await ledger.reads.listTransactions(
         { userId, currency: req.currency },
-        { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) },
+        transactionFilter(req),
         page,
       );
       return create(ListMyTransactionsResponseSchema, { data: rows.items.map(toTransaction), meta: pageMeta(page, rows.total) });
     },
 
     async listBalanceTransactions(req, ctx) {
-      const page = { limit: req.limit ?? DEFAULT_TRANSACTION_LIMIT, page: req.page ?? 1 };
+      const page = pageOf(req, DEFAULT_TRANSACTION_LIMIT);
       const rows = await ledger.reads.listTransactions(
         { balanceId: req.id, ...ownerScope(callerOf(ctx)) },
-        { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) },
+        transactionFilter(req),
         page,
       );
       return create(ListBalanceTransactionsResponseSchema, {
@@ -184,6 +183,20 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       return create(GetBalanceStatisticsResponseSchema, { data: toStatistics(stats) });
     },
   };
+}
+
+/** The type and time window both transaction listings take. */
+function transactionFilter(req: { transactionType: number; from?: Timestamp; to?: Timestamp }) {
+  return { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) };
+}
+
+/**
+ * Visibility before permission (spec section 4): a balance the caller may not see is
+ * NOT_FOUND, so a FORBIDDEN never tells anyone that another user's id exists.
+ */
+async function forbidAfterVisibility(ledger: Ledger, id: string, scope: { ownerId?: string }, message: string): Promise<never> {
+  if (!(await ledger.balances.get(id, scope))) throw notFound();
+  throw refusal("FORBIDDEN", message);
 }
 
 const MAX_METADATA_KEYS = 50;

@@ -8,7 +8,7 @@ import {
 } from "@account-balance/proto/accountbalance/v1/account_balance_admin_service_pb.js";
 import type { Ledger } from "@account-balance/ledger";
 import { balanceFilter, DEFAULT_BALANCE_LIMIT } from "./balance-filter.js";
-import { balanceTypeWord, pageMeta, toBalance, toTotal } from "./records.js";
+import { balanceTypeWord, pageMeta, pageOf, toBalance, toTotal } from "./records.js";
 
 const DEFAULT_EXPIRING_DAYS = 7;
 
@@ -16,7 +16,7 @@ const DEFAULT_EXPIRING_DAYS = 7;
 export function adminService(ledger: Ledger): ServiceImpl<typeof AccountBalanceAdminService> {
   return {
     async listUserBalances(req) {
-      const page = { limit: req.limit ?? DEFAULT_BALANCE_LIMIT, page: req.page ?? 1 };
+      const page = pageOf(req, DEFAULT_BALANCE_LIMIT);
       const rows = await ledger.balances.list(balanceFilter(req.userId, req), page);
       return create(ListUserBalancesResponseSchema, { data: rows.items.map(toBalance), meta: pageMeta(page, rows.total) });
     },
@@ -27,7 +27,7 @@ export function adminService(ledger: Ledger): ServiceImpl<typeof AccountBalanceA
     },
 
     async listExpiringBalances(req) {
-      const page = { limit: req.limit ?? DEFAULT_BALANCE_LIMIT, page: req.page ?? 1 };
+      const page = pageOf(req, DEFAULT_BALANCE_LIMIT);
       const rows = await ledger.reads.listExpiring(
         {
           // `days` is the product's older name for the same window.

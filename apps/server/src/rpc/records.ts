@@ -93,6 +93,11 @@ export function toStatistics(stats: LedgerStatistics): BalanceStatistics {
   });
 }
 
+/** The page a list request asks for: its limit (else the route's default) and page (else 1). */
+export function pageOf(req: { limit?: number; page?: number }, defaultLimit: number): { limit: number; page: number } {
+  return { limit: req.limit ?? defaultLimit, page: req.page ?? 1 };
+}
+
 export function pageMeta(page: { page: number; limit: number }, total: number): PageMeta {
   return create(PageMetaSchema, {
     page: page.page,
