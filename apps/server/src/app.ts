@@ -29,6 +29,7 @@ import { createProbes } from "./transport/probes.js";
 import { createDocs } from "./transport/docs.js";
 import { listen } from "./transport/listen.js";
 import { grpcMessageReadableByGrpcJs } from "./transport/grpc-message.js";
+import { createGrpcUnaryPath } from "./transport/grpc-unary.js";
 import { restError, restSuccess } from "./rest.js";
 import { createMetrics, instrumentLedger, ledgerPoolStats, type Metrics } from "./metrics.js";
 
@@ -82,10 +83,14 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   // validation (the spec's order of checks).
   const interceptors = [metrics.interceptor, createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
   let router: ConnectRouter | undefined;
+  const services = [
+    { service: AccountBalanceService, impl: accountBalanceService(counted) },
+    { service: AccountBalanceAdminService, impl: adminService(counted) },
+  ] as const;
   const routes = (r: ConnectRouter) => {
     router = r;
-    r.service(AccountBalanceService, accountBalanceService(counted));
-    r.service(AccountBalanceAdminService, adminService(counted));
+    r.service(AccountBalanceService, services[0].impl);
+    r.service(AccountBalanceAdminService, services[1].impl);
     registerHealth(r, async (service) => {
       if (service !== "" && !GUARDED.includes(service)) return "SERVICE_UNKNOWN";
       if (service !== "" && !config.accountBalanceEnabled) return "NOT_SERVING";
@@ -97,11 +102,12 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
       file_grpc_health_v1_health,
     ]);
   };
+  const writeMaxBytes = 16 * 1024 * 1024;
   const connect = connectNodeAdapter({
     routes,
     interceptors,
     readMaxBytes: config.maxRequestBytes,
-    writeMaxBytes: 16 * 1024 * 1024,
+    writeMaxBytes,
     maxTimeoutMs: config.requestTimeoutMs,
     // Strict Connect JSON: with connect's default (ignore unknown fields) protobuf-es also
     // drops an unknown enum name, so {"balanceType": "BALANCE_TYPE_GOLD"} would create a
@@ -121,6 +127,14 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     formatError: restError,
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
   });
+  const grpcUnary = createGrpcUnaryPath({
+    services,
+    interceptors,
+    handlers: router.handlers,
+    readMaxBytes: config.maxRequestBytes,
+    writeMaxBytes,
+    maxTimeoutMs: config.requestTimeoutMs,
+  });
   const probes = createProbes({ ready: () => ledger.ready() });
   const docs = createDocs({ basePathForServer: config.restBasePath });
 
@@ -129,8 +143,9 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   const handler = (req: Req, res: Res) => {
     if (probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
-      grpcMessageReadableByGrpcJs(res);
       defaultDeadline(req, config.requestTimeoutMs);
+      if (req.httpVersionMajor === 2 && grpcUnary(req as Http2ServerRequest, res as Http2ServerResponse)) return;
+      grpcMessageReadableByGrpcJs(res);
       connect(req as IncomingMessage, res as ServerResponse);
     });
   };

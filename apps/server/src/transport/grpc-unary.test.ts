@@ -1,0 +1,151 @@
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  CreateBalanceRequestSchema,
+  CreateBalanceResponseSchema,
+  CreditBalanceRequestSchema,
+  DebitBalanceRequestSchema,
+  DebitBalanceResponseSchema,
+} from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
+import { ErrorInfoSchema } from "@account-balance/proto/google/rpc/error_details_pb.js";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { startTestServer, type TestServer } from "../testing/server.js";
+import { connectH2, frame, unframe, type H2 } from "../security/raw.js";
+
+// The short path for plain unary gRPC calls (grpc-unary.ts) against a real server and
+// database: what it answers itself, and what it must leave to connect unchanged.
+
+const SERVICE = "/accountbalance.v1.AccountBalanceService";
+
+let server: TestServer;
+let h2: H2;
+let auth: Record<string, string>;
+let balanceId: string;
+
+async function counts(): Promise<{ cents: string; transactions: string }> {
+  const [r] = await server.sql<{ cents: string; transactions: string }>(
+    "select balance_cents::text as cents, (select count(*) from account_transactions where account_balance_id = $1)::text as transactions from account_balances where id = $1",
+    [balanceId],
+  );
+  return r!;
+}
+
+const debit = (amount: bigint, extra: Partial<{ description: string }> = {}) =>
+  toBinary(DebitBalanceRequestSchema, create(DebitBalanceRequestSchema, { id: balanceId, amountCents: amount, ...extra }));
+
+beforeAll(async () => {
+  server = await startTestServer();
+  auth = { authorization: `Bearer ${server.serviceToken}` };
+  h2 = await connectH2(server.port);
+  const created = await h2.call(`${SERVICE}/CreateBalance`, auth, frame(toBinary(CreateBalanceRequestSchema, create(CreateBalanceRequestSchema, { userId: "short-path-owner", currency: "EUR" }))));
+  expect(created.grpcStatus).toBe(0);
+  balanceId = fromBinary(CreateBalanceResponseSchema, unframe(created.data)[0]!).data!.id;
+  const credit = toBinary(CreditBalanceRequestSchema, create(CreditBalanceRequestSchema, { id: balanceId, amountCents: 1000n }));
+  expect((await h2.call(`${SERVICE}/CreditBalance`, auth, frame(credit))).grpcStatus).toBe(0);
+});
+
+afterAll(async () => {
+  await h2?.close();
+  await server?.close();
+});
+
+describe("plain unary gRPC calls", () => {
+  it("a debit is answered with its movement and written once", async () => {
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(250n)));
+    expect(r.httpStatus).toBe(200);
+    expect(r.grpcStatus).toBe(0);
+    expect(r.headers["content-type"]).toBe("application/grpc+proto");
+    const [message, ...more] = unframe(r.data);
+    expect(more).toEqual([]);
+    const movement = fromBinary(DebitBalanceResponseSchema, message!).data!;
+    expect(movement.balance!.balanceCents).toBe(750n);
+    expect(movement.transaction!.amountCents).toBe(250n);
+    expect(movement.transaction!.balanceBeforeCents).toBe(1000n);
+    expect(await counts()).toEqual({ cents: "750", transactions: "2" });
+  });
+
+  it("a refusal carries its code, a readable message and its ErrorInfo, and writes nothing", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(1_000_000n)));
+    expect(r.grpcStatus).toBe(9); // FAILED_PRECONDITION
+    expect(r.data.length).toBe(0);
+    // Reserved characters stay readable for grpc-js (which decodes with decodeURI).
+    expect(r.grpcMessage).not.toMatch(/%[0-9A-F]{2}/);
+    expect(r.trailers["grpc-status-details-bin"]).toBeDefined();
+    const err = findTrailerError(new Headers(Object.entries(r.trailers).filter(([k]) => !k.startsWith(":")) as [string, string][]));
+    expect(err?.code).toBe(9);
+    expect(err?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("INSUFFICIENT_BALANCE");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("input the validator refuses is INVALID_ARGUMENT with the field named, nothing written", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(0n)));
+    expect(r.grpcStatus).toBe(3);
+    expect(r.grpcMessage).toContain("amount_cents");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("no credentials: UNAUTHENTICATED before anything is read from the database", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, {}, frame(debit(1n)));
+    expect(r.grpcStatus).toBe(16);
+    expect(await counts()).toEqual(before);
+  });
+});
+
+describe("requests the short path leaves to connect get connect's answer", () => {
+  it("two messages in a unary call: refused as a client error, nothing written", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, Buffer.concat([frame(debit(1n)), frame(debit(1n))]));
+    expect(r.grpcStatus).not.toBe(0);
+    expect(r.grpcStatus).not.toBe(13);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("a compressed-flagged message without grpc-encoding: INVALID_ARGUMENT, nothing written", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(1n), { flag: 1 }));
+    expect(r.grpcStatus).toBe(3);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("bytes that are not the request message: INVALID_ARGUMENT, nothing written", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(Buffer.from([0xff, 0xff, 0xff, 0xff])));
+    expect(r.grpcStatus).toBe(3);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("a gzip-compressed request is served (by connect) and written once", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, { ...auth, "grpc-encoding": "gzip" }, frame(gzipSync(debit(5n)), { flag: 1 }));
+    expect(r.grpcStatus).toBe(0);
+    expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 5n), transactions: String(Number(before.transactions) + 1) });
+  });
+
+  it("a malformed grpc-timeout: refused by connect, nothing written", async () => {
+    const before = await counts();
+    const r = await h2.call(`${SERVICE}/DebitBalance`, { ...auth, "grpc-timeout": "soon" }, frame(debit(1n)));
+    expect(r.grpcStatus).not.toBe(0);
+    expect(r.grpcStatus).not.toBe(13);
+    expect(await counts()).toEqual(before);
+  });
+});
+
+describe("a client that goes away", () => {
+  it("a stream reset before its body ends runs nothing, and the connection's next call is served", async () => {
+    const before = await counts();
+    const stream = h2.session.request({ ":method": "POST", ":path": `${SERVICE}/DebitBalance`, "content-type": "application/grpc", te: "trailers", ...auth });
+    stream.on("error", () => undefined);
+    const whole = frame(debit(1n));
+    stream.write(whole.subarray(0, 7));
+    await new Promise((r) => setTimeout(r, 50));
+    stream.close(8); // NGHTTP2_CANCEL
+    await new Promise((r) => stream.once("close", r));
+    const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(2n)));
+    expect(r.grpcStatus).toBe(0);
+    expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 2n), transactions: String(Number(before.transactions) + 1) });
+  });
+});

@@ -1,0 +1,275 @@
+import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } from "node:http2";
+import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  createServiceImplSpec,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
+import { invokeUnaryImplementation, type UniversalHandler } from "@connectrpc/connect/protocol";
+import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { minimalPercentEncoding } from "./grpc-message.js";
+
+/**
+ * A shorter way through connect for the plain unary gRPC call: HTTP/2, `application/grpc`
+ * (or `+proto`), no request compression, one uncompressed message. connect-node runs every
+ * call, unary or not, through its streaming machinery (async generators, linked abort
+ * signals, a DOMException per finished call); on this 2-vCPU machine that alone costs about
+ * 1 ms of CPU per call, more than the ledger's whole share (docs/benchmarks.md).
+ *
+ * What stays connect's own: the handler context (`createHandlerContext`), the interceptors
+ * and the implementation (`invokeUnaryImplementation`), the timeout parser and the trailer
+ * status (`setTrailerStatus`). Anything this path does not take on, or any request body it
+ * cannot read as exactly one message, goes to connect's handler for the method with the
+ * bytes already read, so a malformed or unusual request gets connect's answer, unchanged.
+ *
+ * One difference: responses are never compressed here (connect would gzip a large one for
+ * a client that accepts it). Compression is optional in gRPC for a server.
+ */
+export interface GrpcUnaryOptions {
+  services: ReadonlyArray<{ service: DescService; impl: object }>;
+  interceptors: Interceptor[];
+  /** connect's router handlers, to hand over what this path does not take on. */
+  handlers: readonly UniversalHandler[];
+  readMaxBytes: number;
+  writeMaxBytes: number;
+  maxTimeoutMs: number;
+}
+
+type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
+
+interface Route {
+  spec: UnarySpec;
+  fallback: UniversalHandler;
+}
+
+const GRPC_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
+const HEADER_BYTES = 5;
+// A reason for the context's abort once the call is over: without one, AbortController
+// builds a DOMException (with a stack) for every call.
+const CALL_DONE = new ConnectError("call finished", Code.Canceled);
+
+/** Returns a handler that answers a request it takes on (true), or leaves it alone (false). */
+export function createGrpcUnaryPath(opts: GrpcUnaryOptions): (req: Http2ServerRequest, res: Http2ServerResponse) => boolean {
+  const byPath = new Map(opts.handlers.map((h) => [h.requestPath, h]));
+  const routes = new Map<string, Route>();
+  for (const { service, impl } of opts.services) {
+    const specs = createServiceImplSpec(service, impl as never);
+    for (const spec of Object.values(specs.methods)) {
+      if (spec.kind !== "unary") continue;
+      const path = `/${service.typeName}/${spec.method.name}`;
+      const fallback = byPath.get(path);
+      if (fallback) routes.set(path, { spec: spec as UnarySpec, fallback });
+    }
+  }
+
+  return (req, res) => {
+    if (req.httpVersionMajor !== 2 || req.method !== "POST") return false;
+    const route = routes.get(req.url);
+    if (!route) return false;
+    const h = req.headers;
+    if (!GRPC_CONTENT_TYPES.has(h["content-type"] ?? "")) return false;
+    const encoding = h["grpc-encoding"];
+    if (encoding !== undefined && encoding !== "identity") return false;
+    const timeout = parseTimeout(singleHeader(h["grpc-timeout"]), opts.maxTimeoutMs);
+    if (timeout.error) return false;
+    void serve(route, req, res, timeout.timeoutMs, opts);
+    return true;
+  };
+}
+
+async function serve(
+  route: Route,
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+  timeoutMs: number | undefined,
+  opts: GrpcUnaryOptions,
+): Promise<void> {
+  const header = webHeaders(req);
+  const url = `http://${req.authority}${req.url}`;
+  const contextValues = createContextValues();
+  const body = await readBody(req, opts.readMaxBytes + HEADER_BYTES);
+  if (body === "closed") return;
+  if (body.kind === "overflow") {
+    await handOver(route, req, res, header, url, contextValues, overflowBody(body.chunks, req));
+    return;
+  }
+  const bytes = body.bytes;
+  const message = decodeSingle(route.spec.method.input, bytes);
+  if (message === undefined) {
+    await handOver(route, req, res, header, url, contextValues, once(bytes));
+    return;
+  }
+
+  const { spec } = route;
+  const context = createHandlerContext({
+    ...spec,
+    service: spec.method.parent,
+    requestMethod: "POST",
+    protocolName: "grpc",
+    timeoutMs,
+    requestHeader: header,
+    url,
+    responseHeader: { "content-type": "application/grpc+proto" },
+    responseTrailer: { "grpc-status": "0" },
+    contextValues,
+  });
+  let finished = false;
+  res.once("close", () => {
+    if (!finished) context.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+  });
+  let out: Uint8Array | undefined;
+  try {
+    const output = await invokeUnaryImplementation(spec, context, message, opts.interceptors);
+    const encoded = toBinary(spec.method.output, output);
+    if (encoded.length > opts.writeMaxBytes) {
+      throw new ConnectError(
+        `message size ${encoded.length} is larger than configured writeMaxBytes ${opts.writeMaxBytes}`,
+        Code.ResourceExhausted,
+      );
+    }
+    out = envelope(encoded);
+  } catch (err) {
+    setTrailerStatus(
+      context.responseTrailer,
+      err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err),
+    );
+  }
+  finished = true;
+  context.abort(CALL_DONE);
+  if (res.closed || res.destroyed || res.headersSent) return;
+  res.writeHead(200, nodeHeaders(context.responseHeader));
+  res.addTrailers(nodeHeaders(context.responseTrailer));
+  if (out) res.end(out);
+  else res.end();
+}
+
+/** connect's own handler for the method, given the request body as read so far. */
+async function handOver(
+  route: Route,
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+  header: Headers,
+  url: string,
+  contextValues: ReturnType<typeof createContextValues>,
+  body: AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const abort = new AbortController();
+  res.once("close", () => abort.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+  try {
+    const uRes = await route.fallback({ httpVersion: "2.0", method: "POST", url, header, body, signal: abort.signal, contextValues });
+    if (uRes.trailer?.has("grpc-message")) {
+      uRes.trailer.set("grpc-message", minimalPercentEncoding(safeDecode(uRes.trailer.get("grpc-message")!)));
+    }
+    await universalResponseToNodeResponse(uRes, res);
+  } catch {
+    // The client went away while the answer was written: nothing is left to tell it.
+    if (!res.closed) res.destroy();
+  }
+}
+
+type Body = { kind: "whole"; bytes: Uint8Array } | { kind: "overflow"; chunks: Buffer[] };
+
+/** The whole body, or what was read of it when it grew past max ("overflow", reading paused). */
+function readBody(req: Http2ServerRequest, max: number): Promise<Body | "closed"> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (result: Body | "closed") => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("close", onClose);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      // A message announced larger than allowed goes to connect at once, as connect itself
+      // refuses it from the 5-byte prefix without waiting for the rest.
+      if (size > max || (size >= HEADER_BYTES && declaredLength(chunks) > max - HEADER_BYTES)) {
+        req.pause();
+        done({ kind: "overflow", chunks });
+      }
+    };
+    const onEnd = () => done({ kind: "whole", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+    // The stream closed before its body ended (reset, or answered as stalled by listen.ts).
+    const onClose = () => done("closed");
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("close", onClose);
+  });
+}
+
+/** The length in the first message's 5-byte prefix (the chunks hold at least 5 bytes). */
+function declaredLength(chunks: Buffer[]): number {
+  const head = chunks[0]!.length >= HEADER_BYTES ? chunks[0]! : Buffer.concat(chunks);
+  return head.readUInt32BE(1);
+}
+
+/** The message of a body that is exactly one uncompressed gRPC message, else undefined. */
+function decodeSingle(schema: DescMessage, bytes: Uint8Array): ReturnType<typeof fromBinary> | undefined {
+  if (bytes.length < HEADER_BYTES || bytes[0] !== 0) return undefined;
+  const length = ((bytes[1]! << 24) | (bytes[2]! << 16) | (bytes[3]! << 8) | bytes[4]!) >>> 0;
+  if (length !== bytes.length - HEADER_BYTES) return undefined;
+  try {
+    return fromBinary(schema, bytes.subarray(HEADER_BYTES));
+  } catch {
+    return undefined;
+  }
+}
+
+function envelope(message: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, HEADER_BYTES);
+  return out;
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+async function* overflowBody(read: Buffer[], req: Http2ServerRequest): AsyncIterable<Uint8Array> {
+  yield* read;
+  for await (const chunk of req) yield chunk as Buffer;
+}
+
+/** The request headers as connect sees them: HTTP/2 pseudo-headers dropped. */
+function webHeaders(req: Http2ServerRequest): Headers {
+  const out = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (k.startsWith(":") || v === undefined) continue;
+    if (Array.isArray(v)) for (const e of v) out.append(k, e);
+    else out.append(k, String(v));
+  }
+  return out;
+}
+
+function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  headers.forEach((value, key) => {
+    out[key] = key === "grpc-message" ? minimalPercentEncoding(safeDecode(value)) : value;
+  });
+  // set-cookie is the one header Headers joins; keep each cookie its own field.
+  const cookies = headers.getSetCookie();
+  if (cookies.length > 0) out["set-cookie"] = cookies;
+  return out;
+}
+
+function singleHeader(v: string | string[] | undefined): string | null {
+  return v === undefined ? null : Array.isArray(v) ? v.join(",") : v;
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
