@@ -11,7 +11,7 @@ import {
   file_accountbalance_v1_account_balance_admin_service,
 } from "@account-balance/proto/accountbalance/v1/account_balance_admin_service_pb.js";
 import { file_grpc_health_v1_health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
-import { createRestGateway } from "@account-balance/connect-rest";
+import { createRestGateway, createUnaryInvoker, implementation } from "@account-balance/connect-rest";
 import { openLedger, startSweeper, type Ledger } from "@account-balance/ledger";
 import type { Config } from "./config.js";
 import type { Logger } from "./log.js";
@@ -83,14 +83,18 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   // validation (the spec's order of checks).
   const interceptors = [metrics.interceptor, createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
   let router: ConnectRouter | undefined;
-  const services = [
-    { service: AccountBalanceService, impl: accountBalanceService(counted) },
-    { service: AccountBalanceAdminService, impl: adminService(counted) },
-  ] as const;
+  const accountBalance = accountBalanceService(counted);
+  const admin = adminService(counted);
+  // The REST gateway and plain unary gRPC calls run the same implementations through the
+  // same interceptors, without connect's streaming pipeline (transport/grpc-unary.ts).
+  const invoker = createUnaryInvoker(
+    [implementation(AccountBalanceService, accountBalance), implementation(AccountBalanceAdminService, admin)],
+    interceptors,
+  );
   const routes = (r: ConnectRouter) => {
     router = r;
-    r.service(AccountBalanceService, services[0].impl);
-    r.service(AccountBalanceAdminService, services[1].impl);
+    r.service(AccountBalanceService, accountBalance);
+    r.service(AccountBalanceAdminService, admin);
     registerHealth(r, async (service) => {
       if (service !== "" && !GUARDED.includes(service)) return "SERVICE_UNKNOWN";
       if (service !== "" && !config.accountBalanceEnabled) return "NOT_SERVING";
@@ -120,7 +124,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   if (!router) throw new Error("connect router was not built");
   const rest = createRestGateway({
     services: [AccountBalanceService, AccountBalanceAdminService],
-    handlers: router.handlers,
+    invoker,
     basePath: config.restBasePath,
     maxBodyBytes: config.maxRequestBytes,
     formatSuccess: restSuccess,
@@ -128,8 +132,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
   });
   const grpcUnary = createGrpcUnaryPath({
-    services,
-    interceptors,
+    invoker,
     handlers: router.handlers,
     readMaxBytes: config.maxRequestBytes,
     writeMaxBytes,

@@ -1,14 +1,14 @@
-// The gateway in front of a real Connect router on a real HTTP server (random port).
+// The gateway in front of real service implementations and interceptors on a real HTTP server (random port).
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { ErrorInfoSchema } from "@account-balance/proto/google/rpc/error_details_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Color, ItemSchema, ItemService, PingService, type Item } from "./testgen/resttest/v1/resttest_pb.js";
-import { createRestGateway, restCallKey } from "./index.js";
+import { createRestGateway, createUnaryInvoker, implementation, restCallKey } from "./index.js";
 
 const stored: Item = create(ItemSchema, {
   id: "it_1",
@@ -44,8 +44,7 @@ const interceptor: Interceptor = (next) => async (req) => {
   return res;
 };
 
-const router = createConnectRouter({ interceptors: [interceptor] });
-router.service(ItemService, {
+const items = implementation(ItemService, {
   listItems: (req) => ({ items: [stored], echo: req }),
   createItem: (item) => ({ ...item, id: "it_new" }),
   getSpecialItem: (req) => ({ id: "special", name: req.flavor ?? "plain" }),
@@ -86,12 +85,12 @@ router.service(ItemService, {
   },
   hidden: () => ({ pong: "hidden" }),
 });
-router.service(PingService, { ping: () => ({ pong: "pong" }) });
+const invoker = createUnaryInvoker([items, implementation(PingService, { ping: () => ({ pong: "pong" }) })], [interceptor]);
 
 // The product's envelope, to prove formatSuccess/formatError see what they need.
 const gateway = createRestGateway({
   services: [ItemService, PingService],
-  handlers: router.handlers,
+  invoker,
   basePath: "/api/items/",
   maxBodyBytes: 1024,
   formatSuccess: (json, { method }) => ({
@@ -108,7 +107,7 @@ const gateway = createRestGateway({
   },
 });
 // Defaults everywhere.
-const plain = createRestGateway({ services: [ItemService], handlers: router.handlers, basePath: "/plain" });
+const plain = createRestGateway({ services: [ItemService], invoker, basePath: "/plain" });
 
 let server: Server;
 let base: string;
@@ -468,7 +467,7 @@ describe("errors", () => {
   });
 });
 
-describe("the Connect call", () => {
+describe("the call", () => {
   it("forwards the caller's headers and query string, and marks the call as REST", async () => {
     const r = await call(
       "/api/items/whoami?session_id=sess_123&x=1",
@@ -493,7 +492,6 @@ describe("the Connect call", () => {
       "x-user-type": "admin",
       "idempotency-key": "idem-1",
       "x-custom": "yes",
-      "connect-protocol-version": "1",
     });
     expect(headers["connect-timeout-ms"]).toBeUndefined();
     expect(headers["connection"]).toBeUndefined();

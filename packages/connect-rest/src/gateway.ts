@@ -1,17 +1,16 @@
-// The REST gateway: match a google.api.http route, transcode the request, call the router's
-// Connect handler for the method (so its interceptors run exactly as on the other protocols),
-// and render the response or error as REST JSON.
+// The REST gateway: match a google.api.http route, transcode the request, run the method's
+// implementation through the app's interceptors (the same invoker and interceptors as the
+// other protocols), and render the response or error as REST JSON.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import type { DescMethod, DescService, JsonValue } from "@bufbuild/protobuf";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMethod, DescMethodUnary, DescService, JsonValue } from "@bufbuild/protobuf";
 import type { ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import { codeFromHttpStatus, codeToString, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { toRestJson, type RestJsonOptions } from "./json.js";
 import { buildRequest } from "./request.js";
 import { buildRoutes, matchRoute, splitPath, type RestRoute } from "./routes.js";
+import type { UnaryInvoker } from "./unary.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
 export type NodeResponse = ServerResponse | Http2ServerResponse;
@@ -40,8 +39,8 @@ export interface RestErrorContext {
 export interface RestGatewayOptions {
   /** Services whose methods carry google.api.http rules. Methods without a rule are not exposed. */
   services: readonly DescService[];
-  /** `router.handlers` of the Connect router that implements them (with the app's interceptors). */
-  handlers: readonly UniversalHandler[];
+  /** Runs the methods (createUnaryInvoker, with the app's interceptors). */
+  invoker: UnaryInvoker;
   /** Prefix of every route, e.g. "/bridge-payment/account-balance". Default "" (routes at the root). */
   basePath?: string;
   /** Largest request body read; past it the answer is 413 and the rest is not read. Default 1 MiB. */
@@ -114,9 +113,8 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
   const formatSuccess = opts.formatSuccess ?? ((json: JsonValue): RestResponse => ({ status: 200, body: json }));
   const formatError = opts.formatError ?? defaultFormatError;
   const routes = buildRoutes(opts.services);
-  const handlers = new Map(opts.handlers.map((h) => [h.requestPath, h]));
   for (const r of routes) {
-    if (!handlers.has(requestPath(r.method))) throw new Error(`no Connect handler for ${requestPath(r.method)}`);
+    if (opts.invoker.lookup(requestPath(r.method)) !== r.method) throw new Error(`no unary implementation of ${requestPath(r.method)}`);
   }
 
   const sendError = (res: NodeResponse, err: ConnectError, ctx: RestErrorContext, extra: Record<string, string> = {}) => {
@@ -174,7 +172,6 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
       }
       const message = buildRequest(route, { values, query: new URLSearchParams(search), body });
 
-      const handler = handlers.get(requestPath(route.method))!;
       const abort = new AbortController();
       const onClose = () => {
         if (!res.writableEnded) abort.abort(new ConnectError("client closed the connection", Code.Canceled));
@@ -182,30 +179,27 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
       res.once("close", onClose);
       const contextValues = opts.contextValues?.(req) ?? createContextValues();
       contextValues.set(restCallKey, { route, httpMethod });
-      const header = forwardedHeaders(req.headers);
-      header.set("content-type", "application/proto");
-      header.set("connect-protocol-version", "1");
-      const uRes = await handler({
-        httpVersion: req.httpVersion,
-        url: `${origin(req)}${handler.requestPath}${search}`,
-        method: "POST",
-        header,
-        body: once(toBinary(route.method.input, message)),
-        signal: abort.signal,
+      const outcome = await opts.invoker.invoke({
+        // Checked when the gateway was built: every route's method is unary and implemented.
+        method: route.method as DescMethodUnary,
+        message,
+        header: forwardedHeaders(req.headers),
+        url: `${origin(req)}${requestPath(route.method)}${search}`,
+        requestMethod: httpMethod,
+        protocolName: "rest",
         contextValues,
+        signal: abort.signal,
       });
-      const resBytes = await readAll(uRes.body);
-      const resHeaders = responseHeaders(uRes.header, uRes.trailer);
-      if (uRes.status === 200) {
-        const out = fromBinary(route.method.output, resBytes);
-        let json = toRestJson(route.method.output, out, opts.json);
+      const resHeaders = responseHeaders(outcome.header, outcome.trailer, outcome.error);
+      if (outcome.error === undefined) {
+        let json = toRestJson(route.method.output, outcome.message, opts.json);
         if (route.responseBodyField !== undefined && typeof json === "object" && json !== null && !Array.isArray(json)) {
           json = json[route.responseBodyField.name] ?? null;
         }
         const formatted = formatSuccess(json, { method: route.method, httpMethod, route });
         send(res, formatted.status ?? 200, formatted.body, { ...resHeaders, ...formatted.headers });
       } else {
-        const err = connectErrorFrom(uRes.status, resBytes, resHeaders);
+        const err = outcome.error;
         const out = formatError(err, errCtx(httpStatusFromCode(err.code)));
         send(res, out.status ?? httpStatusFromCode(err.code), out.body, { ...resHeaders, ...out.headers });
       }
@@ -336,23 +330,15 @@ function origin(req: NodeRequest): string {
   return `${scheme}://${authority}`;
 }
 
-async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
-  yield bytes;
-}
-
-async function readAll(body: AsyncIterable<Uint8Array> | undefined): Promise<Uint8Array> {
-  if (body === undefined) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  for await (const c of body) chunks.push(c);
-  return Buffer.concat(chunks);
-}
-
 const notForwardedBack = /^(content-type|content-length|content-encoding|transfer-encoding|connection|keep-alive|vary|connect-.*|grpc-.*)$/;
 
-/** Response headers and trailers the handler set (e.g. retry-after, set-cookie), as plain headers. */
-function responseHeaders(header: Headers | undefined, trailer: Headers | undefined): Record<string, string | string[]> {
+/**
+ * Response headers and trailers the handler set, and an error's own metadata (e.g.
+ * retry-after, set-cookie), as plain headers.
+ */
+function responseHeaders(header: Headers, trailer: Headers, error: ConnectError | undefined): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const h of [header, trailer]) {
+  for (const h of [header, trailer, error?.metadata]) {
     if (h === undefined) continue;
     h.forEach((value, key) => {
       const name = key.startsWith("trailer-") ? key.slice("trailer-".length) : key;
@@ -361,17 +347,6 @@ function responseHeaders(header: Headers | undefined, trailer: Headers | undefin
     });
   }
   return out;
-}
-
-/** The Connect unary error body (code, message, details) as a ConnectError with its details kept. */
-function connectErrorFrom(status: number, bytes: Uint8Array, headers: Record<string, string | string[]>): ConnectError {
-  const metadata = Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): [string, string] => [k, x]) : [[k, v] as [string, string]]));
-  const fallback = new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status), metadata);
-  try {
-    return errorFromJsonBytes(bytes, metadata, fallback);
-  } catch (e) {
-    return e instanceof ConnectError ? e : fallback;
-  }
 }
 
 function send(res: NodeResponse, status: number, body: JsonValue, headers: Record<string, string | string[]>): void {

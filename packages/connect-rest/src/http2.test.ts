@@ -1,17 +1,20 @@
 // The same gateway behind node:http2 (h2c), the way the server also speaks HTTP/2.
 import { connect, createServer, type ClientHttp2Session, type Http2Server } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { createConnectRouter } from "@connectrpc/connect";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ItemService } from "./testgen/resttest/v1/resttest_pb.js";
-import { createRestGateway } from "./index.js";
+import { createRestGateway, createUnaryInvoker, implementation } from "./index.js";
 
-const router = createConnectRouter();
-router.service(ItemService, {
-  getItem: (req) => ({ id: req.id, count: 3n }),
-  createItem: (item) => item,
-});
-const gateway = createRestGateway({ services: [ItemService], handlers: router.handlers, basePath: "/h2", maxBodyBytes: 64 });
+const invoker = createUnaryInvoker(
+  [
+    implementation(ItemService, {
+      getItem: (req) => ({ id: req.id, count: 3n }),
+      createItem: (item) => item,
+    }),
+  ],
+  [],
+);
+const gateway = createRestGateway({ services: [ItemService], invoker, basePath: "/h2", maxBodyBytes: 64 });
 
 let server: Http2Server;
 let session: ClientHttp2Session;

@@ -12,6 +12,7 @@ export {
   type RestResponse,
   type RestSuccessContext,
 } from "./gateway.js";
+export { createUnaryInvoker, implementation, type Implementation, type UnaryCall, type UnaryInvoker, type UnaryOutcome } from "./unary.js";
 export { enumFromRest, enumToRest, restEnumName, toRestJson, type RestJsonOptions } from "./json.js";
 export { buildRequest, buildRequestJson, normalizeMessageJson, type RequestParts } from "./request.js";
 export {

@@ -1,17 +1,10 @@
 import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } from "node:http2";
-import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createContextValues,
-  createHandlerContext,
-  createServiceImplSpec,
-  type Interceptor,
-  type MethodImplSpec,
-} from "@connectrpc/connect";
-import { invokeUnaryImplementation, type UniversalHandler } from "@connectrpc/connect/protocol";
+import { fromBinary, toBinary, type DescMessage, type DescMethodUnary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { UnaryInvoker } from "@account-balance/connect-rest";
 import { minimalPercentEncoding } from "./grpc-message.js";
 
 /**
@@ -21,18 +14,17 @@ import { minimalPercentEncoding } from "./grpc-message.js";
  * signals, a DOMException per finished call); on this 2-vCPU machine that alone costs about
  * 1 ms of CPU per call, more than the ledger's whole share (docs/benchmarks.md).
  *
- * What stays connect's own: the handler context (`createHandlerContext`), the interceptors
- * and the implementation (`invokeUnaryImplementation`), the timeout parser and the trailer
- * status (`setTrailerStatus`). Anything this path does not take on, or any request body it
- * cannot read as exactly one message, goes to connect's handler for the method with the
- * bytes already read, so a malformed or unusual request gets connect's answer, unchanged.
+ * The call itself runs as on every other protocol: the shared UnaryInvoker (connect's
+ * handler context and invocation, the app's interceptors), with connect's timeout parser
+ * and trailer status. A request this path does not take on, or a body it cannot read as
+ * exactly one message, goes to connect's handler for the method with the bytes already
+ * read, so a malformed or unusual request gets connect's answer, unchanged.
  *
  * One difference: responses are never compressed here (connect would gzip a large one for
  * a client that accepts it). Compression is optional in gRPC for a server.
  */
 export interface GrpcUnaryOptions {
-  services: ReadonlyArray<{ service: DescService; impl: object }>;
-  interceptors: Interceptor[];
+  invoker: UnaryInvoker;
   /** connect's router handlers, to hand over what this path does not take on. */
   handlers: readonly UniversalHandler[];
   readMaxBytes: number;
@@ -40,31 +32,20 @@ export interface GrpcUnaryOptions {
   maxTimeoutMs: number;
 }
 
-type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
-
 interface Route {
-  spec: UnarySpec;
+  method: DescMethodUnary;
   fallback: UniversalHandler;
 }
 
 const GRPC_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 const HEADER_BYTES = 5;
-// A reason for the context's abort once the call is over: without one, AbortController
-// builds a DOMException (with a stack) for every call.
-const CALL_DONE = new ConnectError("call finished", Code.Canceled);
 
 /** Returns a handler that answers a request it takes on (true), or leaves it alone (false). */
 export function createGrpcUnaryPath(opts: GrpcUnaryOptions): (req: Http2ServerRequest, res: Http2ServerResponse) => boolean {
-  const byPath = new Map(opts.handlers.map((h) => [h.requestPath, h]));
   const routes = new Map<string, Route>();
-  for (const { service, impl } of opts.services) {
-    const specs = createServiceImplSpec(service, impl as never);
-    for (const spec of Object.values(specs.methods)) {
-      if (spec.kind !== "unary") continue;
-      const path = `/${service.typeName}/${spec.method.name}`;
-      const fallback = byPath.get(path);
-      if (fallback) routes.set(path, { spec: spec as UnarySpec, fallback });
-    }
+  for (const fallback of opts.handlers) {
+    const method = opts.invoker.lookup(fallback.requestPath);
+    if (method) routes.set(fallback.requestPath, { method, fallback });
   }
 
   return (req, res) => {
@@ -95,55 +76,46 @@ async function serve(
   const body = await readBody(req, opts.readMaxBytes + HEADER_BYTES);
   if (body === "closed") return;
   if (body.kind === "overflow") {
-    await handOver(route, req, res, header, url, contextValues, overflowBody(body.chunks, req));
+    await handOver(route, res, header, url, contextValues, overflowBody(body.chunks, req));
     return;
   }
   const bytes = body.bytes;
-  const message = decodeSingle(route.spec.method.input, bytes);
+  const message = decodeSingle(route.method.input, bytes);
   if (message === undefined) {
-    await handOver(route, req, res, header, url, contextValues, once(bytes));
+    await handOver(route, res, header, url, contextValues, once(bytes));
     return;
   }
 
-  const { spec } = route;
-  const context = createHandlerContext({
-    ...spec,
-    service: spec.method.parent,
-    requestMethod: "POST",
-    protocolName: "grpc",
-    timeoutMs,
-    requestHeader: header,
-    url,
-    responseHeader: { "content-type": "application/grpc+proto" },
-    responseTrailer: { "grpc-status": "0" },
-    contextValues,
-  });
+  const abort = new AbortController();
   let finished = false;
   res.once("close", () => {
-    if (!finished) context.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    if (!finished) abort.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   });
-  let out: Uint8Array | undefined;
-  try {
-    const output = await invokeUnaryImplementation(spec, context, message, opts.interceptors);
-    const encoded = toBinary(spec.method.output, output);
-    if (encoded.length > opts.writeMaxBytes) {
-      throw new ConnectError(
-        `message size ${encoded.length} is larger than configured writeMaxBytes ${opts.writeMaxBytes}`,
-        Code.ResourceExhausted,
-      );
-    }
-    out = envelope(encoded);
-  } catch (err) {
-    setTrailerStatus(
-      context.responseTrailer,
-      err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err),
-    );
-  }
+  const outcome = await opts.invoker.invoke({
+    method: route.method,
+    message,
+    header,
+    url,
+    requestMethod: "POST",
+    protocolName: "grpc",
+    contextValues,
+    timeoutMs,
+    signal: abort.signal,
+    responseHeader: { "content-type": "application/grpc+proto" },
+    responseTrailer: { "grpc-status": "0" },
+  });
   finished = true;
-  context.abort(CALL_DONE);
+  let error = outcome.error;
+  let out: Uint8Array | undefined;
+  if (outcome.error === undefined) {
+    const encoded = toBinary(route.method.output, outcome.message);
+    if (encoded.length <= opts.writeMaxBytes) out = envelope(encoded);
+    else error = new ConnectError(`message size ${encoded.length} is larger than configured writeMaxBytes ${opts.writeMaxBytes}`, Code.ResourceExhausted);
+  }
+  if (error !== undefined) setTrailerStatus(outcome.trailer, error);
   if (res.closed || res.destroyed || res.headersSent) return;
-  res.writeHead(200, nodeHeaders(context.responseHeader));
-  res.addTrailers(nodeHeaders(context.responseTrailer));
+  res.writeHead(200, nodeHeaders(outcome.header));
+  res.addTrailers(nodeHeaders(outcome.trailer));
   if (out) res.end(out);
   else res.end();
 }
@@ -151,7 +123,6 @@ async function serve(
 /** connect's own handler for the method, given the request body as read so far. */
 async function handOver(
   route: Route,
-  req: Http2ServerRequest,
   res: Http2ServerResponse,
   header: Headers,
   url: string,
