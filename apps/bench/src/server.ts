@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
+import path from "node:path";
 
 /** The server under test as a child process (node apps/server/dist/main.js). */
 export interface ServerProcess {
@@ -36,7 +37,7 @@ export function freePort(): Promise<number> {
 export async function startServer(opts: StartServer): Promise<ServerProcess> {
   if (!fs.existsSync(opts.mainJs)) throw new Error(`${opts.mainJs} is missing: build first (pnpm build)`);
   const port = await freePort();
-  const nodeArgs = opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
+  const nodeArgs = [...startFlags(opts.mainJs), ...(opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : [])];
   // The caller's environment passes through (e.g. a ledger tuning variable), the bench's own settings win.
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -100,4 +101,15 @@ export async function rpcCounts(baseUrl: string): Promise<{ ok: number; failed: 
     else failed += n;
   }
   return { ok, failed };
+}
+
+/**
+ * The node flags of the server package's own `start` script (its heap cap), so the server
+ * is measured as `pnpm start` runs it.
+ */
+export function startFlags(mainJs: string): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(mainJs), "..", "package.json"), "utf8")) as { scripts?: { start?: string } };
+  const m = /^node((?:\s+--\S+)*)\s+dist\/main\.js$/.exec(pkg.scripts?.start ?? "");
+  if (!m) throw new Error(`apps/server's start script is not "node [--flags] dist/main.js": ${pkg.scripts?.start}`);
+  return m[1]!.trim().split(/\s+/).filter((f) => f !== "");
 }
