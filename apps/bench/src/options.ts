@@ -14,12 +14,13 @@ export const SCENARIO_TITLES: Record<Scenario, string> = {
 };
 
 /** Load generators. Node clients run in a forked process; the others are C programs from Debian. */
-export const CLIENTS = ["grpc-js", "grpc-h2", "connect", "rest", "h2load-grpc", "h2load-rest", "wrk-connect", "wrk-rest"] as const;
+export const CLIENTS = ["grpc-js", "grpc-h2", "grpc-raw", "connect", "rest", "h2load-grpc", "h2load-rest", "wrk-connect", "wrk-rest"] as const;
 export type Client = (typeof CLIENTS)[number];
 
 export const CLIENT_PROTOCOL: Record<Client, Protocol> = {
   "grpc-js": "grpc",
   "grpc-h2": "grpc",
+  "grpc-raw": "grpc",
   connect: "connect",
   rest: "rest",
   "h2load-grpc": "grpc",
