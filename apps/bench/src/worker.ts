@@ -362,14 +362,16 @@ async function baselineDriver(target: Target, concurrency: number, poolMax: numb
           return;
         }
         case "ListBalanceTransactions":
-          // The page and its total in one snapshot, as the ledger reads them.
+          // The total and the page in one snapshot, as the ledger reads them: an unfiltered
+          // history's total is the balance's last_sequence (the chain numbers it 1..n).
           return snapshot(async (c) => {
+            const b = await c.query(`select last_sequence from account_balances where id = $1`, [op.id]);
+            if (b.rowCount !== 1) throw new Error("baseline: balance not found");
             await c.query(
               `select * from account_transactions where account_balance_id = $1
                 order by created_at desc, sequence desc limit $2 offset 0`,
               [op.id, op.limit],
             );
-            await c.query(`select count(*) as n from account_transactions where account_balance_id = $1`, [op.id]);
           });
         case "GetMyTotalBalance": {
           const s = await pool.query<{ user_id: string }>(
