@@ -27,6 +27,32 @@ export const DUE_BALANCES_SQL = `select id, balance_cents from account_balances
   limit ?
   for update skip locked`;
 
+/** Expires the due balances given as JSON (balance_id, txn_id, before_cents); returns how many. */
+export const EXPIRE_BALANCES_SQL = `with v as (
+    select * from jsonb_to_recordset(?::jsonb) as v(balance_id text, txn_id text, before_cents bigint)
+  ), u as (
+    update account_balances b
+       set balance_cents = case when v.before_cents > 0 then 0 else b.balance_cents end,
+           status = 'expired',
+           version = b.version + 1,
+           last_sequence = b.last_sequence + case when v.before_cents > 0 then 1 else 0 end,
+           updated_at = greatest(date_trunc('milliseconds', clock_timestamp()), b.updated_at)
+      from v
+     where b.id = v.balance_id and b.status = 'active'
+       -- A primary-key lookup, not a hash join against every balance (movement-batch.ts).
+       and b.id = any(array(select v.balance_id from v))
+    returning b.id, b.currency, b.last_sequence, b.updated_at, v.txn_id, v.before_cents
+  ), t as (
+    insert into account_transactions (id, account_balance_id, transaction_type, amount_cents,
+           balance_before_cents, balance_after_cents, currency, description, reference_code, status,
+           metadata, created_at, sequence)
+    select u.txn_id, u.id, 'expiration', u.before_cents, u.before_cents, 0, u.currency, 'balance expired',
+           null, 'completed', '{}'::jsonb, u.updated_at, u.last_sequence
+      from u
+     where u.before_cents > 0
+  )
+  select count(*)::int as n from u`;
+
 interface DueRow {
   id: string;
   balance_cents: string;
@@ -45,28 +71,7 @@ export function createExpiry(orm: LedgerOrm): Expiry {
       const batch = due.map((r) => ({ balance_id: r.id, txn_id: newTransactionId(), before_cents: r.balance_cents }));
       // A negative balance (allowed by an admin) keeps its debt: expiry only removes money.
       const [done] = (await em.execute(
-        `with v as (
-           select * from jsonb_to_recordset(?::jsonb) as v(balance_id text, txn_id text, before_cents bigint)
-         ), u as (
-           update account_balances b
-              set balance_cents = case when v.before_cents > 0 then 0 else b.balance_cents end,
-                  status = 'expired',
-                  version = b.version + 1,
-                  last_sequence = b.last_sequence + case when v.before_cents > 0 then 1 else 0 end,
-                  updated_at = greatest(date_trunc('milliseconds', clock_timestamp()), b.updated_at)
-             from v
-            where b.id = v.balance_id and b.status = 'active'
-           returning b.id, b.currency, b.last_sequence, b.updated_at, v.txn_id, v.before_cents
-         ), t as (
-           insert into account_transactions (id, account_balance_id, transaction_type, amount_cents,
-                  balance_before_cents, balance_after_cents, currency, description, reference_code, status,
-                  metadata, created_at, sequence)
-           select u.txn_id, u.id, 'expiration', u.before_cents, u.before_cents, 0, u.currency, 'balance expired',
-                  null, 'completed', '{}'::jsonb, u.updated_at, u.last_sequence
-             from u
-            where u.before_cents > 0
-         )
-         select count(*)::int as n from u`,
+        EXPIRE_BALANCES_SQL,
         [JSON.stringify(batch)],
       )) as Array<{ n: number }>;
       return done?.n ?? 0;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openLedger, type Ledger } from "./index.js";
-import { DUE_BALANCES_SQL } from "./expiry.js";
+import { DUE_BALANCES_SQL, EXPIRE_BALANCES_SQL } from "./expiry.js";
+import { LOCK_BALANCES_SQL, WRITE_BATCH_SQL } from "./movement-batch.js";
 import { expiringQueries, statisticsQuery, totalsQuery, transactionQueries, type Query } from "./reads.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
 import { sql } from "./test-support/sql.js";
@@ -100,5 +101,48 @@ describe("query plans", () => {
     await expectIndexed("expiring: page", q.items, "account_balances_expiring_idx");
     await expectIndexed("expiring: total", q.total, "account_balances_expiring_idx");
     await expectIndexed("sweeper: due balances", { sql: DUE_BALANCES_SQL, params: [100] }, "account_balances_expiring_idx");
+  });
+
+  // The writes take their rows from JSON, for which the planner guesses 100 rows whatever
+  // the batch holds: without care it hash-joins them against a scan of every balance.
+  // (EXPLAIN alone does not run them.)
+  it("a batch of movements and the sweeper lock and write balances by primary key", async () => {
+    const one = (o: object) => JSON.stringify([o]);
+    await expectIndexed(
+      "movements: lock",
+      { sql: LOCK_BALANCES_SQL, params: [JSON.stringify(["bal_000123"]), null, one({ id: "bal_000123", owner: null })] },
+      "account_balances_pkey",
+    );
+    await expectIndexed(
+      "movements: write",
+      {
+        sql: WRITE_BATCH_SQL,
+        params: [
+          one({ id: "bal_000123", balance_cents: 24, moves: 1, updated_at: new Date().toISOString() }),
+          one({
+            id: "txn_plan",
+            account_balance_id: "bal_000123",
+            transaction_type: "debit",
+            amount_cents: 1,
+            balance_before_cents: 25,
+            balance_after_cents: 24,
+            currency: "EUR",
+            description: null,
+            reference_code: null,
+            metadata: {},
+            created_at: new Date().toISOString(),
+            sequence: 26,
+          }),
+          "[]",
+          "[]",
+        ],
+      },
+      "account_balances_pkey",
+    );
+    await expectIndexed(
+      "sweeper: expire",
+      { sql: EXPIRE_BALANCES_SQL, params: [one({ balance_id: "bal_000123", txn_id: "txn_plan", before_cents: 25 })] },
+      "account_balances_pkey",
+    );
   });
 });
