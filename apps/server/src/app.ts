@@ -29,7 +29,7 @@ import { createProbes } from "./transport/probes.js";
 import { createDocs } from "./transport/docs.js";
 import { listen } from "./transport/listen.js";
 import { grpcMessageReadableByGrpcJs } from "./transport/grpc-message.js";
-import { createGrpcUnaryPath } from "./transport/grpc-unary.js";
+import { createUnaryShortPath } from "./transport/unary-short-path.js";
 import { restError, restSuccess } from "./rest.js";
 import { createMetrics, instrumentLedger, ledgerPoolStats, type Metrics } from "./metrics.js";
 
@@ -86,7 +86,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   const accountBalance = accountBalanceService(counted);
   const admin = adminService(counted);
   // The REST gateway and plain unary gRPC calls run the same implementations through the
-  // same interceptors, without connect's streaming pipeline (transport/grpc-unary.ts).
+  // same interceptors, without connect's streaming pipeline (transport/unary-short-path.ts).
   const invoker = createUnaryInvoker(
     [implementation(AccountBalanceService, accountBalance), implementation(AccountBalanceAdminService, admin)],
     interceptors,
@@ -107,6 +107,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     ]);
   };
   const writeMaxBytes = 16 * 1024 * 1024;
+  const connectJson = { ignoreUnknownFields: false };
   const connect = connectNodeAdapter({
     routes,
     interceptors,
@@ -116,7 +117,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     // Strict Connect JSON: with connect's default (ignore unknown fields) protobuf-es also
     // drops an unknown enum name, so {"balanceType": "BALANCE_TYPE_GOLD"} would create a
     // general balance. The REST gateway parses its own bodies and still ignores unknown fields.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions: connectJson,
     grpc: true,
     grpcWeb: true,
     connect: true,
@@ -131,13 +132,15 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     formatError: restError,
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
   });
-  const grpcUnary = createGrpcUnaryPath({
+  const unaryShortPath = createUnaryShortPath({
     invoker,
     handlers: router.handlers,
     readMaxBytes: config.maxRequestBytes,
     writeMaxBytes,
     maxTimeoutMs: config.requestTimeoutMs,
+    ignoreUnknownFields: connectJson.ignoreUnknownFields,
   });
+
   const probes = createProbes({ ready: () => ledger.ready() });
   const docs = createDocs({ basePathForServer: config.restBasePath });
 
@@ -147,7 +150,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     if (probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
       defaultDeadline(req, config.requestTimeoutMs);
-      if (req.httpVersionMajor === 2 && grpcUnary(req as Http2ServerRequest, res as Http2ServerResponse)) return;
+      if (unaryShortPath(req, res)) return;
       grpcMessageReadableByGrpcJs(res);
       connect(req as IncomingMessage, res as ServerResponse);
     });

@@ -1,3 +1,4 @@
+import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -13,8 +14,8 @@ import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { startTestServer, type TestServer } from "../testing/server.js";
 import { connectH2, frame, unframe, type H2 } from "../security/raw.js";
 
-// The short path for plain unary gRPC calls (grpc-unary.ts) against a real server and
-// database: what it answers itself, and what it must leave to connect unchanged.
+// The short path for plain unary gRPC and Connect calls (unary-short-path.ts) against a real
+// server and database: what it answers itself, and what it must leave to connect unchanged.
 
 const SERVICE = "/accountbalance.v1.AccountBalanceService";
 
@@ -147,5 +148,79 @@ describe("a client that goes away", () => {
     const r = await h2.call(`${SERVICE}/DebitBalance`, auth, frame(debit(2n)));
     expect(r.grpcStatus).toBe(0);
     expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 2n), transactions: String(Number(before.transactions) + 1) });
+  });
+});
+
+describe("plain unary Connect calls", () => {
+  const post = (body: string, headers: Record<string, string> = {}) =>
+    fetch(`${server.baseUrl}${SERVICE}/DebitBalance`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth, ...headers },
+      body,
+    });
+
+  it("a JSON debit is answered with its movement (int64 as strings) and written once", async () => {
+    const before = await counts();
+    const r = await post(JSON.stringify({ id: balanceId, amountCents: "3" }));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("application/json");
+    const body = (await r.json()) as { data: { balance: { balanceCents: string }; transaction: { amountCents: string } } };
+    expect(body.data.balance.balanceCents).toBe(String(BigInt(before.cents) - 3n));
+    expect(body.data.transaction.amountCents).toBe("3");
+    expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 3n), transactions: String(Number(before.transactions) + 1) });
+  });
+
+  it("a refusal is connect's error JSON with the HTTP status of its code and the ErrorInfo, nothing written", async () => {
+    const before = await counts();
+    const r = await post(JSON.stringify({ id: balanceId, amountCents: "100000000" }));
+    expect(r.status).toBe(400); // FAILED_PRECONDITION
+    const body = (await r.json()) as { code: string; message: string; details?: Array<{ type: string }> };
+    expect(body.code).toBe("failed_precondition");
+    expect(body.details?.map((d) => d.type)).toContain("google.rpc.ErrorInfo");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("an unknown field is refused (strict Connect JSON, by connect), nothing written", async () => {
+    const before = await counts();
+    const r = await post(JSON.stringify({ id: balanceId, amountCents: "1", colour: "red" }));
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { code: string }).code).toBe("invalid_argument");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("a binary (application/proto) debit is served too", async () => {
+    const before = await counts();
+    const r = await fetch(`${server.baseUrl}${SERVICE}/DebitBalance`, {
+      method: "POST",
+      headers: { "content-type": "application/proto", ...auth },
+      body: debit(2n),
+    });
+    expect(r.status).toBe(200);
+    const movement = fromBinary(DebitBalanceResponseSchema, new Uint8Array(await r.arrayBuffer())).data!;
+    expect(movement.transaction!.amountCents).toBe(2n);
+    expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 2n), transactions: String(Number(before.transactions) + 1) });
+  });
+});
+
+describe("HTTP/1.1 keep-alive", () => {
+  it("an oversized body is refused and the connection's next request is still answered", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    let text = "";
+    socket.on("data", (c: Buffer) => (text += c.toString("latin1")));
+    const big = JSON.stringify({ id: balanceId, amountCents: "1", description: "x".repeat(3 * server.config.maxRequestBytes) });
+    const head = (extra: string) =>
+      `POST ${SERVICE}/DebitBalance HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: ${auth.authorization}\r\n${extra}\r\n`;
+    socket.write(`${head(`Content-Length: ${big.length}\r\n`)}${big}`);
+    const small = JSON.stringify({ id: balanceId, amountCents: "0" });
+    socket.write(`${head(`Content-Length: ${small.length}\r\n`)}${small}`);
+    const started = Date.now();
+    while ((text.match(/HTTP\/1\.1 /g) ?? []).length < 2 && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 20));
+    socket.destroy();
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+    expect(statuses[0]).toBeGreaterThanOrEqual(400);
+    expect(statuses[0]).toBeLessThan(500);
+    // The second request (amount 0) is answered: a validation refusal, not silence.
+    expect(statuses.length === 2 ? statuses[1] : "connection closed").toBe(400);
   });
 });
