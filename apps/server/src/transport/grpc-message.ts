@@ -18,15 +18,18 @@ export function grpcMessageReadableByGrpcJs(res: ServerResponse | Http2ServerRes
 function rewrite<T extends OutgoingHttpHeaders | undefined>(headers: T): T {
   const value = headers?.["grpc-message"];
   if (typeof value !== "string") return headers;
-  return { ...headers, "grpc-message": minimalPercentEncoding(safeDecode(value)) };
+  return { ...headers, "grpc-message": readableGrpcMessage(value) };
 }
 
-function safeDecode(value: string): string {
+/** A grpc-message as connect encodes it, re-encoded so that grpc-js reads it back intact. */
+export function readableGrpcMessage(value: string): string {
+  let decoded = value;
   try {
-    return decodeURIComponent(value);
+    decoded = decodeURIComponent(value);
   } catch {
-    return value;
+    // Not percent-encoded after all: encode it as it is.
   }
+  return minimalPercentEncoding(decoded);
 }
 
 export function minimalPercentEncoding(message: string): string {

@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { mergeNonProtocolHeaders, type UniversalHandler } from "@connectrpc/connect/protocol";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import {
   codeToHttpStatus,
@@ -12,7 +12,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UnaryInvoker } from "@account-balance/connect-rest";
-import { minimalPercentEncoding } from "./grpc-message.js";
+import { readableGrpcMessage } from "./grpc-message.js";
 import type { NodeRequest, NodeResponse } from "./listen.js";
 
 /**
@@ -168,7 +168,7 @@ async function serve(
   if (error !== undefined) {
     status = codeToHttpStatus(error.code);
     outcome.header.set("content-type", "application/json");
-    if (!error.isWireError) error.metadata.forEach((value, key) => outcome.header.set(key, value));
+    if (!error.isWireError) mergeNonProtocolHeaders(outcome.header, error.metadata);
     out = errorToJsonBytes(error, {});
   }
   const headers = nodeHeaders(trailerMux(outcome.header, outcome.trailer));
@@ -192,7 +192,7 @@ async function handOver(
   try {
     const uRes = await route.fallback({ httpVersion: req.httpVersion, method: "POST", url, header, body, signal: abort.signal, contextValues });
     if (uRes.trailer?.has("grpc-message")) {
-      uRes.trailer.set("grpc-message", minimalPercentEncoding(safeDecode(uRes.trailer.get("grpc-message")!)));
+      uRes.trailer.set("grpc-message", readableGrpcMessage(uRes.trailer.get("grpc-message")!));
     }
     await universalResponseToNodeResponse(uRes, res as ServerResponse);
   } catch {
@@ -293,7 +293,7 @@ function webHeaders(req: NodeRequest): Headers {
 function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   headers.forEach((value, key) => {
-    out[key] = key === "grpc-message" ? minimalPercentEncoding(safeDecode(value)) : value;
+    out[key] = key === "grpc-message" ? readableGrpcMessage(value) : value;
   });
   // set-cookie is the one header Headers joins; keep each cookie its own field.
   const cookies = headers.getSetCookie();
@@ -304,12 +304,3 @@ function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
 function singleHeader(v: string | string[] | undefined): string | null {
   return v === undefined ? null : Array.isArray(v) ? v.join(",") : v;
 }
-
-function safeDecode(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
-
