@@ -165,6 +165,19 @@ describe("group commit", () => {
     await verified();
   });
 
+  it("calls that reach the ledger after different numbers of awaits still share one batch", async () => {
+    // A server's requests arrive together but each passes its own awaits (auth, decoding)
+    // before it calls the ledger; a flush on the first call's microtask sent it alone.
+    const b = await open("gc-awaits", 100n);
+    const afterAwaits = async (n: number) => {
+      for (let i = 0; i < n; i++) await Promise.resolve();
+      return debit(b.id, 1n);
+    };
+    const { value: results, sizes } = await batchSizesOf(() => Promise.all([0, 3, 1, 7, 12, 2].map(afterAwaits)));
+    expect(sizes).toEqual([6]);
+    expect(results.map((r) => r.balance.balanceCents)).toEqual([99n, 96n, 98n, 95n, 94n, 97n]);
+  });
+
   it("reports every call to onMovement and every batch to onBatch", async () => {
     const b = await open("gc-hooks", 3n);
     const from = outcomes.length;
