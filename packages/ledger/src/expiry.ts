@@ -1,5 +1,5 @@
 import { newTransactionId } from "./ids.js";
-import { inTransaction, type LedgerOrm } from "./orm.js";
+import { inTransaction, runSql, type LedgerOrm } from "./orm.js";
 import { requirePositiveInt } from "./validate.js";
 
 export interface SweepOptions {
@@ -65,12 +65,12 @@ export function createExpiry(orm: LedgerOrm): Expiry {
       // SKIP LOCKED: many sweepers never wait for (or deadlock with) each other or with
       // movements. PostgreSQL re-checks the WHERE on the newest row version once locked, so
       // a balance expired or changed meanwhile by someone else is not picked.
-      const due = (await em.execute(DUE_BALANCES_SQL, [batchSize])) as DueRow[];
+      const due = (await runSql(em, DUE_BALANCES_SQL, [batchSize])) as DueRow[];
       if (due.length === 0) return 0;
 
       const batch = due.map((r) => ({ balance_id: r.id, txn_id: newTransactionId(), before_cents: r.balance_cents }));
       // A negative balance (allowed by an admin) keeps its debt: expiry only removes money.
-      const [done] = (await em.execute(
+      const [done] = (await runSql(em, 
         EXPIRE_BALANCES_SQL,
         [JSON.stringify(batch)],
       )) as Array<{ n: number }>;

@@ -1,5 +1,5 @@
 import { LedgerError } from "./errors.js";
-import { inFork, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import { inFork, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { invalid, requireText } from "./validate.js";
 
 /**
@@ -100,7 +100,7 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
 
     // ON CONFLICT waits for a concurrent uncommitted claim of the same key, and locks the
     // committed row it then finds. An expired row is taken over as if it were absent.
-    const claimed = await em.execute(
+    const claimed = await runSql(em, 
       `insert into idempotency_keys (scope, key, fingerprint, operation, status, created_at, expires_at)
        values (?, ?, ?, ?, 'in_flight', now(), now() + make_interval(secs => ?))
        on conflict (scope, key) do update
@@ -112,7 +112,7 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
     );
 
     if (claimed.length === 0) {
-      const [stored] = (await em.execute(
+      const [stored] = (await runSql(em, 
         `select fingerprint, operation, status, response from idempotency_keys where scope = ? and key = ?`,
         [key.scope, key.key],
       )) as StoredKey[];
@@ -130,7 +130,7 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
     }
 
     const value = await fn();
-    await em.execute(
+    await runSql(em, 
       `update idempotency_keys set status = 'done', response = ?::jsonb where scope = ? and key = ?`,
       [JSON.stringify(codec.encode(value)), key.scope, key.key],
     );
@@ -139,10 +139,11 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
 
   async function purgeExpired(): Promise<number> {
     return inFork(orm, async (em) => {
-      const res = (await em.execute(`delete from idempotency_keys where expires_at <= now()`, [], "run")) as {
-        affectedRows: number;
-      };
-      return res.affectedRows;
+      const [res] = await runSql<{ n: number }>(
+        em,
+        `with d as (delete from idempotency_keys where expires_at <= now() returning 1) select count(*)::int as n from d`,
+      );
+      return res?.n ?? 0;
     });
   }
 

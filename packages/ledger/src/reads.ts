@@ -3,7 +3,7 @@ import type { AccountBalanceRecord } from "./entities/account-balance.entity.js"
 import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
 import { MAX_PAGE_LIMIT, type BalanceFilter, type OwnerScope, type Page, type PageRequest } from "./balances.js";
 import { LedgerError } from "./errors.js";
-import { inSnapshot, type LedgerOrm } from "./orm.js";
+import { inSnapshot, runSql, type LedgerOrm } from "./orm.js";
 import { toBalanceRecord, toTransactionRecord, type RawRow } from "./records.js";
 import {
   invalid,
@@ -337,23 +337,23 @@ export function createReads(orm: LedgerOrm): Reads {
       let knownTotal: number | undefined;
       if ("balanceId" in checked) {
         if (checked.balanceId === "") throw notFound();
-        const visible = (await em.execute(
+        const visible = (await runSql(em, 
           `select last_sequence from account_balances where id = ?${checked.ownerId !== undefined ? " and user_id = ?" : ""}`,
           checked.ownerId !== undefined ? [checked.balanceId, checked.ownerId] : [checked.balanceId],
         )) as Array<{ last_sequence: string }>;
         if (visible.length === 0) throw notFound();
         if (unfiltered) knownTotal = Number(visible[0]!.last_sequence);
       }
-      const rows = (await em.execute(q.items.sql, q.items.params)) as RawRow[];
+      const rows = (await runSql(em, q.items.sql, q.items.params)) as RawRow[];
       if (knownTotal !== undefined) return { items: rows.map((r) => toTransactionRecord(em, r)), total: knownTotal };
-      const [count] = (await em.execute(q.total.sql, q.total.params)) as Array<{ n: string }>;
+      const [count] = (await runSql(em, q.total.sql, q.total.params)) as Array<{ n: string }>;
       return { items: rows.map((r) => toTransactionRecord(em, r)), total: Number(count?.n ?? 0) };
     });
   }
 
   async function totals(filter: BalanceFilter): Promise<BalanceTotal> {
     const q = totalsQuery(filter);
-    const rows = await inSnapshot(orm, (em) => em.execute(q.sql, q.params) as Promise<TotalRow[]>);
+    const rows = await inSnapshot(orm, (em) => runSql(em, q.sql, q.params) as Promise<TotalRow[]>);
 
     const byCurrencyMap = new Map<string, CurrencyTotal>();
     const byType: TypeTotal[] = [];
@@ -394,7 +394,7 @@ export function createReads(orm: LedgerOrm): Reads {
     const { from, to } = checkWindow(window?.from, window?.to);
     if (!isUsableId(balanceId) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) throw notFound();
     const q = statisticsQuery(balanceId, { ...(from ? { from } : {}), ...(to ? { to } : {}) }, opts?.ownerId);
-    const [r] = await inSnapshot(orm, (em) => em.execute(q.sql, q.params) as Promise<StatisticsRow[]>);
+    const [r] = await inSnapshot(orm, (em) => runSql(em, q.sql, q.params) as Promise<StatisticsRow[]>);
     if (!r) throw notFound();
     return {
       balanceId: r.id,
@@ -423,8 +423,8 @@ export function createReads(orm: LedgerOrm): Reads {
     if (filter.balanceType !== undefined) f.balanceType = requireOneOf(filter.balanceType, BALANCE_TYPES, "balance_type");
     const q = expiringQueries(f, p);
     return inSnapshot(orm, async (em) => {
-      const rows = (await em.execute(q.items.sql, q.items.params)) as RawRow[];
-      const [count] = (await em.execute(q.total.sql, q.total.params)) as Array<{ n: string }>;
+      const rows = (await runSql(em, q.items.sql, q.items.params)) as RawRow[];
+      const [count] = (await runSql(em, q.total.sql, q.total.params)) as Array<{ n: string }>;
       return { items: rows.map((r) => toBalanceRecord(em, r)), total: Number(count?.n ?? 0) };
     });
   }
