@@ -11,7 +11,7 @@ import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
-import { inFork, inTransaction, type LedgerOrm } from "./orm.js";
+import { inFork, inTransaction, runSql, type LedgerOrm } from "./orm.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
   invalid,
@@ -182,7 +182,15 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
 
   async function get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null> {
     if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) return null;
-    return inFork(orm, (em) => em.findOne(AccountBalance, ownedBy(id, opts)));
+    return inFork(orm, async (em) => {
+      const owner = opts?.ownerId;
+      const [row] = await runSql<RawRow>(
+        em,
+        `select * from account_balances where id = ?${owner !== undefined ? " and user_id = ?" : ""}`,
+        owner !== undefined ? [id, owner] : [id],
+      );
+      return row ? toBalanceRecord(em, row) : null;
+    });
   }
 
   async function list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>> {

@@ -4,7 +4,7 @@ import { checkMovement, movementCodec, notFound, type MovementValue } from "./mo
 import type { MovementRequest, MovementResult } from "./movements.js";
 import { runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
-import { transactionFromRow, type RawRow } from "./records.js";
+import { balanceFromRow, transactionFromRow, type RawRow } from "./records.js";
 
 /**
  * What one request of a batch came to. `deferred`: its idempotency key is claimed by an
@@ -370,34 +370,12 @@ function replay(orm: LedgerOrm, stored: StoredKey | undefined, r: MovementReques
 
 type ParseDate = (v: unknown) => Date;
 
-// A balance record built field by field rather than through the ORM's `em.map`: a batch returns one
-// per movement, and mapping (a fork, hydration, change-tracking snapshots) costs several
-// times the rest of the batch's work in this process. The same fields and types as a loaded
-// entity (the tests compare them with `balances.get` and `reads.listTransactions`); dates
-// are parsed by the ORM's own platform.
-
+/** The record of a locked balance after the batch's movements on it. */
 function balanceRecord(
   parseDate: ParseDate,
   row: LockedRow,
   now: { balanceCents: bigint; version: bigint; lastSequence: bigint },
 ): AccountBalanceRecord {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    organizationId: row.organization_id,
-    projectId: row.project_id,
-    customerId: row.customer_id,
-    balanceType: row.balance_type,
-    balanceCents: now.balanceCents,
-    currency: row.currency,
-    referenceCode: row.reference_code,
-    status: row.status,
-    expiresAt: row.expires_at === null ? null : parseDate(row.expires_at),
-    metadata: { ...row.metadata },
-    version: now.version,
-    lastSequence: now.lastSequence,
-    createdAt: parseDate(row.created_at),
-    updatedAt: parseDate(row.next_updated_at),
-  } as AccountBalanceRecord;
+  return { ...balanceFromRow(row, parseDate), ...now, updatedAt: parseDate(row.next_updated_at) };
 }
 

@@ -1,17 +1,43 @@
-import { AccountBalance, type AccountBalanceRecord } from "./entities/account-balance.entity.js";
+import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
 import type { LedgerEntityManager } from "./orm.js";
 
 /**
  * A row as the database spells it (snake_case columns, int8 as decimal strings, times as
- * strings). Raw SQL results are turned into records through the ORM's own mapping, so a
- * record read with SQL is the same as one loaded by the ORM; the same shape, JSON-encoded,
- * is what an idempotency key stores to replay a result.
+ * strings). Raw SQL results are turned into records field by field, with the same fields and
+ * types as an entity the ORM loads; the same shape, JSON-encoded, is what an idempotency key
+ * stores to replay a result.
  */
 export type RawRow = Record<string, unknown>;
 
+/**
+ * A balance row to its record, field by field, for the reason given at `transactionFromRow`:
+ * GetBalance, every movement's answer and every replay build one. Same fields and types as
+ * a loaded entity (tests compare the two).
+ */
+export function balanceFromRow(row: RawRow, parseDate: (v: unknown) => Date): AccountBalanceRecord {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    organizationId: row.organization_id ?? null,
+    projectId: row.project_id ?? null,
+    customerId: row.customer_id ?? null,
+    balanceType: row.balance_type,
+    balanceCents: BigInt(row.balance_cents as string),
+    currency: row.currency,
+    referenceCode: row.reference_code ?? null,
+    status: row.status,
+    expiresAt: row.expires_at == null ? null : parseDate(row.expires_at),
+    metadata: { ...(row.metadata as Record<string, string>) },
+    version: BigInt(row.version as string),
+    lastSequence: BigInt(row.last_sequence as string),
+    createdAt: parseDate(row.created_at),
+    updatedAt: parseDate(row.updated_at),
+  } as AccountBalanceRecord;
+}
+
 export function toBalanceRecord(em: LedgerEntityManager, row: RawRow): AccountBalanceRecord {
-  return em.map(AccountBalance, row as never) as AccountBalanceRecord;
+  return balanceFromRow(row, dateParser(em));
 }
 
 /**
