@@ -70,7 +70,8 @@ export function createExpiry(orm: LedgerOrm): Expiry {
 
       const batch = due.map((r) => ({ balance_id: r.id, txn_id: newTransactionId(), before_cents: r.balance_cents }));
       // A negative balance (allowed by an admin) keeps its debt: expiry only removes money.
-      const [done] = (await runSql(em, 
+      const [done] = (await runSql(
+        em,
         EXPIRE_BALANCES_SQL,
         [JSON.stringify(batch)],
       )) as Array<{ n: number }>;

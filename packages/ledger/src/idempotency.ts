@@ -100,7 +100,8 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
 
     // ON CONFLICT waits for a concurrent uncommitted claim of the same key, and locks the
     // committed row it then finds. An expired row is taken over as if it were absent.
-    const claimed = await runSql(em, 
+    const claimed = await runSql(
+      em,
       `insert into idempotency_keys (scope, key, fingerprint, operation, status, created_at, expires_at)
        values (?, ?, ?, ?, 'in_flight', now(), now() + make_interval(secs => ?))
        on conflict (scope, key) do update
@@ -112,7 +113,8 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
     );
 
     if (claimed.length === 0) {
-      const [stored] = (await runSql(em, 
+      const [stored] = (await runSql(
+        em,
         `select fingerprint, operation, status, response from idempotency_keys where scope = ? and key = ?`,
         [key.scope, key.key],
       )) as StoredKey[];
@@ -130,7 +132,8 @@ export function createIdempotency(orm: LedgerOrm, opts: { ttlSeconds?: number } 
     }
 
     const value = await fn();
-    await runSql(em, 
+    await runSql(
+      em,
       `update idempotency_keys set status = 'done', response = ?::jsonb where scope = ? and key = ?`,
       [JSON.stringify(codec.encode(value)), key.scope, key.key],
     );

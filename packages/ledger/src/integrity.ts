@@ -38,7 +38,8 @@ export function createIntegrity(orm: LedgerOrm): Integrity {
   async function verify(): Promise<IntegrityReport> {
     return inSnapshot(orm, async (em) => {
       const [count] = (await runSql(em, `select count(*)::text as n from account_balances`)) as Array<{ n: string }>;
-      const findings = (await runSql(em, 
+      const findings = (await runSql(
+        em,
         `with t as (
            select t.account_balance_id, t.sequence, t.balance_before_cents, t.balance_after_cents, t.currency,
                   row_number() over w as position,

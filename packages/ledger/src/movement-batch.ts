@@ -172,7 +172,8 @@ export async function runMovementBatch(
       .sort(byKey);
     // ON CONFLICT waits for a concurrent uncommitted claim of the same key, and takes over
     // an expired row as if it were absent.
-    const got = (await runSql(em, 
+    const got = (await runSql(
+      em,
       `insert into idempotency_keys (scope, key, fingerprint, operation, status, created_at, expires_at)
        select v.scope, v.key, v.fingerprint, v.operation, 'in_flight', now(), now() + make_interval(secs => ?)
          from rows from (jsonb_to_recordset(?::jsonb) as (scope text, key text, fingerprint text, operation text))
@@ -191,7 +192,8 @@ export async function runMovementBatch(
     const stored = new Map<string, StoredKey>();
     const others = rows.filter((k) => !claimed.has(keyId(k)));
     if (others.length > 0) {
-      const found = (await runSql(em, 
+      const found = (await runSql(
+        em,
         `select k.scope, k.key, k.fingerprint, k.operation, k.status, k.response
            from idempotency_keys k
            join jsonb_to_recordset(?::jsonb) as v(scope text, key text) on k.scope = v.scope and k.key = v.key`,
@@ -239,7 +241,8 @@ export async function runMovementBatch(
     // The new time of each balance is taken once, under its lock: the database clock to the
     // millisecond, never before the balance's last change, so per balance `created_at`
     // never runs backwards against `sequence`.
-    const locked = (await runSql(em, 
+    const locked = (await runSql(
+      em,
       LOCK_BALANCES_SQL,
       [JSON.stringify([...wanted.keys()]), timeout, JSON.stringify(pairs)],
     )) as LockedRow[];
@@ -326,7 +329,8 @@ export async function runMovementBatch(
       updated_at: b.row.next_updated_at,
     }));
   if (balances.length > 0 || freed.length > 0) {
-    const [wrote] = (await runSql(em, 
+    const [wrote] = (await runSql(
+      em,
       WRITE_BATCH_SQL,
       [JSON.stringify(balances), JSON.stringify(transactions), JSON.stringify(done), JSON.stringify(freed)],
     )) as Array<{ balances: number; transactions: number; done: number; freed: number }>;

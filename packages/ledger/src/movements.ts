@@ -146,7 +146,8 @@ interface LockedBalance {
 async function apply(em: LedgerEntityManager, m: MovementRequest): Promise<MovementValue> {
   if (m.balanceId === "") throw notFound();
   // The row lock serialises every movement of this balance (and the expiry sweeper).
-  const locked = (await runSql(em, 
+  const locked = (await runSql(
+    em,
     `select id, balance_cents, status, expires_at,
             (expires_at is not null and expires_at <= clock_timestamp()) as expired
        from account_balances
@@ -164,7 +165,8 @@ async function apply(em: LedgerEntityManager, m: MovementRequest): Promise<Movem
   // One statement writes both rows. The time is the database's, never earlier than the
   // balance's last change, so per balance `created_at` never runs against `sequence`;
   // milliseconds, so a record's time filters back to the same row.
-  const [updated] = (await runSql(em, 
+  const [updated] = (await runSql(
+    em,
     `with u as (
        update account_balances
           set balance_cents = ?, version = version + 1, last_sequence = last_sequence + 1,

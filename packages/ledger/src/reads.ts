@@ -337,7 +337,8 @@ export function createReads(orm: LedgerOrm): Reads {
       let knownTotal: number | undefined;
       if ("balanceId" in checked) {
         if (checked.balanceId === "") throw notFound();
-        const visible = (await runSql(em, 
+        const visible = (await runSql(
+          em,
           `select last_sequence from account_balances where id = ?${checked.ownerId !== undefined ? " and user_id = ?" : ""}`,
           checked.ownerId !== undefined ? [checked.balanceId, checked.ownerId] : [checked.balanceId],
         )) as Array<{ last_sequence: string }>;
