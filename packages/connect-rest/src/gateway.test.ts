@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { ErrorInfoSchema } from "@account-balance/proto/google/rpc/error_details_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -516,5 +516,55 @@ describe("the call", () => {
     await pending;
     for (let i = 0; i < 50 && !slowAborted; i++) await new Promise((r) => setTimeout(r, 20));
     expect(slowAborted).toBe(true);
+  });
+});
+
+describe("the unary invoker's handler context", () => {
+  // The handler waits for its signal and reports why it was aborted and how much time it had.
+  const waiting = implementation(ItemService, {
+    getFile: async (req, ctx) => {
+      const left = ctx.timeoutMs();
+      if (!ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+      const reason = ctx.signal.reason as ConnectError;
+      return { path: `${req.path}:${Code[reason.code]}:${left === undefined ? "none" : left <= 0 ? "expired" : left <= 50 ? "ok" : left}` };
+    },
+    getItem: () => stored,
+  });
+  const invoker = createUnaryInvoker([waiting], []);
+  const call = (method: "getFile" | "getItem", message: object, timeoutMs: number | undefined, abort = new AbortController()) =>
+    invoker.invoke({
+      method: ItemService.method[method],
+      message: create(ItemService.method[method].input, message),
+      header: new Headers(),
+      url: "http://test/",
+      requestMethod: "POST",
+      protocolName: "test",
+      contextValues: createContextValues(),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      abort,
+    });
+
+  it("aborts the signal with DEADLINE_EXCEEDED when the deadline passes, and counts it down", async () => {
+    const outcome = await call("getFile", { path: "late" }, 50);
+    expect(outcome.error).toBeUndefined();
+    expect((outcome.message as { path: string }).path).toBe("late:DeadlineExceeded:ok");
+  });
+
+  it("a deadline already passed aborts at once", async () => {
+    const outcome = await call("getFile", { path: "gone" }, 0);
+    expect((outcome.message as { path: string }).path).toBe("gone:DeadlineExceeded:expired");
+  });
+
+  it("the caller's abort reaches the handler, and a finished call's signal is aborted as Canceled", async () => {
+    const abort = new AbortController();
+    const pending = call("getFile", { path: "left" }, undefined, abort);
+    abort.abort(new ConnectError("client went away", Code.Canceled));
+    expect(((await pending).message as { path: string }).path).toBe("left:Canceled:none");
+
+    const fast = new AbortController();
+    const outcome = await call("getItem", { id: "it_1" }, 60_000, fast);
+    expect(outcome.error).toBeUndefined();
+    expect(fast.signal.aborted).toBe(true);
+    expect((fast.signal.reason as ConnectError).code).toBe(Code.Canceled);
   });
 });

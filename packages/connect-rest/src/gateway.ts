@@ -188,7 +188,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
         requestMethod: httpMethod,
         protocolName: "rest",
         contextValues,
-        signal: abort.signal,
+        abort,
       });
       const resHeaders = responseHeaders(outcome.header, outcome.trailer, outcome.error);
       if (outcome.error === undefined) {

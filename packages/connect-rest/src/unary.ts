@@ -2,9 +2,9 @@ import type { DescMessage, DescMethodUnary, DescService, MessageShape } from "@b
 import {
   Code,
   ConnectError,
-  createHandlerContext,
   createServiceImplSpec,
   type ContextValues,
+  type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
   type ServiceImpl,
@@ -13,7 +13,7 @@ import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 
 /**
  * Runs a unary method's implementation through the app's interceptors, with a handler
- * context built by connect (`createHandlerContext`) and connect's own invocation
+ * context as connect builds one (see `handlerContext`) and connect's own invocation
  * (`invokeUnaryImplementation`): what a connect handler does between decoding a request and
  * encoding its response, without the streaming pipeline around it. Transports that already
  * hold the request message (the REST gateway, a plain unary gRPC call) use it instead of
@@ -31,8 +31,12 @@ export interface UnaryCall {
   protocolName: string;
   contextValues: ContextValues;
   timeoutMs?: number;
-  /** Aborted when the caller goes away. */
-  signal?: AbortSignal;
+  /**
+   * The call's controller, which becomes the handler context's signal: the caller aborts it
+   * when the client goes away; the invoker aborts it when the deadline passes and, with
+   * `Canceled`, once the call is over.
+   */
+  abort: AbortController;
   /** Response headers and trailers the transport starts with (e.g. its content-type). */
   responseHeader?: Record<string, string>;
   responseTrailer?: Record<string, string>;
@@ -70,6 +74,46 @@ type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
 // DOMException (with a stack trace) for every call.
 const CALL_FINISHED = new ConnectError("call finished", Code.Canceled);
 
+/**
+ * The handler context of one call, with the fields and signal semantics of connect's
+ * `createHandlerContext` but lighter: connect copies the three header objects and links
+ * three AbortControllers (deadline, caller, its own) with their listeners for every call.
+ * Under load that was about a tenth of all the server allocated, and much of it was
+ * promoted to the old generation, since a call outlives a scavenge. Here the caller's
+ * controller is the context's and the deadline is one timer on it.
+ */
+function handlerContext(spec: UnarySpec, call: UnaryCall): { context: HandlerContext; done(): void } {
+  const { abort, timeoutMs } = call;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let deadline: number | undefined;
+  if (timeoutMs !== undefined) {
+    deadline = Date.now() + timeoutMs;
+    const expire = () => abort.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+    if (timeoutMs <= 0) expire();
+    else timer = setTimeout(expire, timeoutMs);
+  }
+  const context: HandlerContext = {
+    method: spec.method,
+    service: spec.method.parent,
+    signal: abort.signal,
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    requestMethod: call.requestMethod,
+    requestHeader: call.header,
+    responseHeader: new Headers(call.responseHeader),
+    responseTrailer: new Headers(call.responseTrailer),
+    protocolName: call.protocolName,
+    values: call.contextValues,
+    url: call.url,
+  };
+  return {
+    context,
+    done() {
+      clearTimeout(timer);
+      abort.abort(CALL_FINISHED);
+    },
+  };
+}
+
 /** `implementations`: the same service implementations the connect router serves. */
 export function createUnaryInvoker(
   implementations: readonly Implementation[],
@@ -90,19 +134,7 @@ export function createUnaryInvoker(
     async invoke(call) {
       const spec = byMethod.get(call.method);
       if (!spec) throw new Error(`${call.method.parent.typeName}.${call.method.name} has no unary implementation here`);
-      const context = createHandlerContext({
-        ...spec,
-        service: spec.method.parent,
-        requestMethod: call.requestMethod,
-        protocolName: call.protocolName,
-        timeoutMs: call.timeoutMs,
-        requestSignal: call.signal,
-        requestHeader: call.header,
-        url: call.url,
-        responseHeader: call.responseHeader,
-        responseTrailer: call.responseTrailer,
-        contextValues: call.contextValues,
-      });
+      const { context, done } = handlerContext(spec, call);
       try {
         const message = await invokeUnaryImplementation(spec, context, call.message, interceptors);
         return { message, header: context.responseHeader, trailer: context.responseTrailer };
@@ -111,7 +143,7 @@ export function createUnaryInvoker(
         const error = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
         return { error, header: context.responseHeader, trailer: context.responseTrailer };
       } finally {
-        context.abort(CALL_FINISHED);
+        done();
       }
     },
   };

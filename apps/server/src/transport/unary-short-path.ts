@@ -137,7 +137,7 @@ async function serve(
     protocolName: wire.protocol,
     contextValues,
     timeoutMs,
-    signal: abort.signal,
+    abort,
     responseHeader: { "content-type": contentType },
     ...(grpc ? { responseTrailer: { "grpc-status": "0" } } : {}),
   });
