@@ -2,7 +2,7 @@ import { LedgerError } from "./errors.js";
 import { newTransactionId } from "./ids.js";
 import { checkMovement, movementCodec, notFound, type MovementValue } from "./movement-rules.js";
 import type { MovementRequest, MovementResult } from "./movements.js";
-import { runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import type { LedgerOrm, Sql } from "./orm.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import { balanceFromRow, transactionFromRow, type RawRow } from "./records.js";
 
@@ -136,7 +136,7 @@ export const WRITE_BATCH_SQL = `with vb as (
          (select count(*) from kd)::int as done, (select count(*) from kf)::int as freed`;
 
 /**
- * Runs a batch of movements inside the caller's transaction `em` and returns one outcome
+ * Runs a batch of movements with `sql`, the caller's transaction, and returns one outcome
  * per request, in order. Lock order, the same in every transaction of the ledger: the
  * batch's idempotency keys (sorted), then its balance rows (sorted by id) — as a single
  * movement, update or close takes its key and then its one balance, no cycle can form.
@@ -145,7 +145,7 @@ export const WRITE_BATCH_SQL = `with vb as (
  * Any database failure throws: the caller's transaction then rolls back as a whole.
  */
 export async function runMovementBatch(
-  em: LedgerEntityManager,
+  sql: Sql,
   orm: LedgerOrm,
   requests: readonly MovementRequest[],
   ttlSeconds: number,
@@ -172,8 +172,7 @@ export async function runMovementBatch(
       .sort(byKey);
     // ON CONFLICT waits for a concurrent uncommitted claim of the same key, and takes over
     // an expired row as if it were absent.
-    const got = (await runSql(
-      em,
+    const got = (await sql(
       `insert into idempotency_keys (scope, key, fingerprint, operation, status, created_at, expires_at)
        select v.scope, v.key, v.fingerprint, v.operation, 'in_flight', now(), now() + make_interval(secs => ?)
          from rows from (jsonb_to_recordset(?::jsonb) as (scope text, key text, fingerprint text, operation text))
@@ -192,8 +191,7 @@ export async function runMovementBatch(
     const stored = new Map<string, StoredKey>();
     const others = rows.filter((k) => !claimed.has(keyId(k)));
     if (others.length > 0) {
-      const found = (await runSql(
-        em,
+      const found = (await sql(
         `select k.scope, k.key, k.fingerprint, k.operation, k.status, k.response
            from idempotency_keys k
            join jsonb_to_recordset(?::jsonb) as v(scope text, key text) on k.scope = v.scope and k.key = v.key`,
@@ -241,8 +239,7 @@ export async function runMovementBatch(
     // The new time of each balance is taken once, under its lock: the database clock to the
     // millisecond, never before the balance's last change, so per balance `created_at`
     // never runs backwards against `sequence`.
-    const locked = (await runSql(
-      em,
+    const locked = (await sql(
       LOCK_BALANCES_SQL,
       [JSON.stringify([...wanted.keys()]), timeout, JSON.stringify(pairs)],
     )) as LockedRow[];
@@ -329,8 +326,7 @@ export async function runMovementBatch(
       updated_at: b.row.next_updated_at,
     }));
   if (balances.length > 0 || freed.length > 0) {
-    const [wrote] = (await runSql(
-      em,
+    const [wrote] = (await sql(
       WRITE_BATCH_SQL,
       [JSON.stringify(balances), JSON.stringify(transactions), JSON.stringify(done), JSON.stringify(freed)],
     )) as Array<{ balances: number; transactions: number; done: number; freed: number }>;

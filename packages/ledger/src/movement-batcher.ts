@@ -3,7 +3,7 @@ import { LedgerError } from "./errors.js";
 import type { Idempotency } from "./idempotency.js";
 import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
 import type { MovementRequest, MovementResult } from "./movements.js";
-import type { LedgerOrm } from "./orm.js";
+import { inPooledTransaction, type LedgerOrm } from "./orm.js";
 
 export interface BatchingOptions {
   /** Most movements per database transaction: 1 … 10000, default 256. */
@@ -137,11 +137,11 @@ export class MovementBatcher {
       let committing = false;
       let outcomes: BatchOutcome[];
       try {
-        outcomes = await this.orm.em.fork().transactional(async (em) => {
-          const out = await runMovementBatch(em, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs);
-          committing = true;
-          return out;
-        });
+        outcomes = await inPooledTransaction(
+          this.orm,
+          (sql) => runMovementBatch(sql, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs),
+          () => (committing = true),
+        );
       } catch (err) {
         if (committing && isConnectionError(err)) {
           this.log(`ledger: connection lost while committing a batch of ${batch.length} movement(s); answered UNAVAILABLE`);

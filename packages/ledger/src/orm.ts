@@ -66,6 +66,54 @@ export async function runSql<T>(em: LedgerEntityManager, sql: string, params: re
   }
 }
 
+/** One SQL statement with `?` placeholders and its bind parameters; resolves to its rows. */
+export type Sql = <T>(sql: string, params?: readonly unknown[]) => Promise<T[]>;
+
+interface PooledClient {
+  acquireConnection(): Promise<pg.Client>;
+  releaseConnection(connection: pg.Client): Promise<void>;
+  positionBindings(sql: string): string;
+}
+
+/**
+ * Runs `fn` in a transaction of its own on one connection of the ORM's pool, its statements
+ * sent straight through `pg`; `beforeCommit` runs just before COMMIT is sent. For the
+ * movement batch, which needs nothing of the ORM but its pool: `em.fork().transactional()`
+ * forks an entity manager, enters an AsyncLocalStorage and has knex build a transactor
+ * (a new function with ~100 properties defined on it) for every batch; those ~20 KB live as
+ * long as the batch and were the largest single source of bytes the server promoted to
+ * the old generation under load. Failures leave as MikroORM's exceptions, as from runSql.
+ */
+export async function inPooledTransaction<T>(
+  orm: LedgerOrm,
+  fn: (sql: Sql) => Promise<T>,
+  beforeCommit: () => void,
+): Promise<T> {
+  const converter = orm.em.getPlatform().getExceptionConverter();
+  const pool = orm.em.getConnection().getKnex().client as PooledClient;
+  const conn = await pool.acquireConnection();
+  const sql: Sql = async <R>(text: string, params: readonly unknown[] = []) =>
+    (await conn.query(pool.positionBindings(text), params as unknown[])).rows as R[];
+  try {
+    await conn.query("begin");
+    let value: T;
+    try {
+      value = await fn(sql);
+    } catch (err) {
+      // Best effort: on a broken connection this fails too, and the pool drops it.
+      await conn.query("rollback").catch(() => {});
+      throw err;
+    }
+    beforeCommit();
+    await conn.query("commit");
+    return value;
+  } catch (err) {
+    throw converter.convertException(err as Error);
+  } finally {
+    await pool.releaseConnection(conn);
+  }
+}
+
 // Arbitrary but fixed: serialises `migrate` across every process sharing the database.
 const MIGRATION_LOCK_KEY = 7_263_401_118;
 
