@@ -7,7 +7,7 @@ import { Code, ConnectError, createContextValues, type Interceptor } from "@conn
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { ErrorInfoSchema } from "@account-balance/proto/google/rpc/error_details_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Color, ItemSchema, ItemService, PingService, type Item } from "./testgen/resttest/v1/resttest_pb.js";
+import { Color, ItemSchema, ItemService, PingService, type GetFileRequest, type Item } from "./testgen/resttest/v1/resttest_pb.js";
 import { createRestGateway, createUnaryInvoker, implementation, restCallKey } from "./index.js";
 
 const stored: Item = create(ItemSchema, {
@@ -547,19 +547,19 @@ describe("the unary invoker's handler context", () => {
   it("aborts the signal with DEADLINE_EXCEEDED when the deadline passes, and counts it down", async () => {
     const outcome = await call("getFile", { path: "late" }, 50);
     expect(outcome.error).toBeUndefined();
-    expect((outcome.message as { path: string }).path).toBe("late:DeadlineExceeded:ok");
+    expect((outcome.message as GetFileRequest).path).toBe("late:DeadlineExceeded:ok");
   });
 
   it("a deadline already passed aborts at once", async () => {
     const outcome = await call("getFile", { path: "gone" }, 0);
-    expect((outcome.message as { path: string }).path).toBe("gone:DeadlineExceeded:expired");
+    expect((outcome.message as GetFileRequest).path).toBe("gone:DeadlineExceeded:expired");
   });
 
   it("the caller's abort reaches the handler, and a finished call's signal is aborted as Canceled", async () => {
     const abort = new AbortController();
     const pending = call("getFile", { path: "left" }, undefined, abort);
     abort.abort(new ConnectError("client went away", Code.Canceled));
-    expect(((await pending).message as { path: string }).path).toBe("left:Canceled:none");
+    expect(((await pending).message as GetFileRequest).path).toBe("left:Canceled:none");
 
     const fast = new AbortController();
     const outcome = await call("getItem", { id: "it_1" }, 60_000, fast);
