@@ -4,7 +4,7 @@ import { checkMovement, movementCodec, notFound, type MovementValue } from "./mo
 import type { MovementRequest, MovementResult } from "./movements.js";
 import type { LedgerOrm, Sql } from "./orm.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
-import { balanceFromRow, transactionFromRow, type RawRow } from "./records.js";
+import { balanceFromRow, dateParser, transactionFromRow, type RawRow } from "./records.js";
 
 /**
  * What one request of a batch came to. `deferred`: its idempotency key is claimed by an
@@ -274,8 +274,7 @@ export async function runMovementBatch(
   });
 
   // 4. Results: the balance as it was right after each movement, and its transaction.
-  const platform = orm.em.getPlatform();
-  const parseDate = (v: unknown): Date => platform.parseDate(v as string) as Date;
+  const parseDate = dateParser(orm.em);
   const done: Array<{ scope: string; key: string; response: unknown }> = [];
   const transactions: TxnRow[] = [];
   for (const a of accepted) {
@@ -368,11 +367,9 @@ function replay(orm: LedgerOrm, stored: StoredKey | undefined, r: MovementReques
   return { kind: "done", value: { ...value, replayed: true } };
 }
 
-type ParseDate = (v: unknown) => Date;
-
 /** The record of a locked balance after the batch's movements on it. */
 function balanceRecord(
-  parseDate: ParseDate,
+  parseDate: (v: unknown) => Date,
   row: LockedRow,
   now: { balanceCents: bigint; version: bigint; lastSequence: bigint },
 ): AccountBalanceRecord {
