@@ -13,7 +13,7 @@ import {
 import { file_grpc_health_v1_health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
 import { createRestGateway, createUnaryInvoker, implementation } from "@account-balance/connect-rest";
 import { openLedger, startSweeper, type Ledger } from "@account-balance/ledger";
-import type { Config } from "./config.js";
+import { embeddedDataDir, type Config } from "./config.js";
 import type { Logger } from "./log.js";
 import { createAuthInterceptor, logStartupWarnings } from "./auth/interceptor.js";
 import { createFlowlessProvider } from "./auth/flowless.js";
@@ -47,7 +47,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   const metrics = createMetrics();
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
-    dataDir: config.embeddedPgDir,
+    dataDir: embeddedDataDir(config),
     migrate: config.migrateOnStart,
     poolMax: config.dbPoolMax,
     log: (msg) => log.info(msg),

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { openLedger } from "@account-balance/ledger";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, embeddedDataDir, loadConfig } from "./config.js";
 
 const USAGE = `usage:
   account-balance migrate
@@ -16,7 +16,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig(process.env);
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
-    dataDir: config.embeddedPgDir,
+    dataDir: embeddedDataDir(config),
     migrate: command === "migrate" || config.migrateOnStart,
     log: (msg) => process.stderr.write(`${msg}\n`),
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from "./config.js";
+import path from "node:path";
+import { CONFIG_VARIABLES, ConfigError, describeConfig, embeddedDataDir, loadConfig } from "./config.js";
 
 const SECRET = "s".repeat(32);
 
@@ -192,5 +193,14 @@ describe("CONFIG_VARIABLES", () => {
   it("renders a Markdown table for the README", () => {
     const table = describeConfig();
     for (const v of CONFIG_VARIABLES) expect(table).toContain(`| \`${v.name}\` |`);
+  });
+});
+
+describe("embeddedDataDir", () => {
+  it("takes a relative folder from where npm or pnpm was started, else from the working directory", () => {
+    const config = loadConfig({});
+    expect(embeddedDataDir(config, { INIT_CWD: "/srv/checkout" })).toBe("/srv/checkout/.data/postgres");
+    expect(embeddedDataDir(config, {})).toBe(path.resolve(process.cwd(), ".data/postgres"));
+    expect(embeddedDataDir(loadConfig({ EMBEDDED_PG_DIR: "/var/lib/ab" }), { INIT_CWD: "/srv/checkout" })).toBe("/var/lib/ab");
   });
 });

@@ -4,6 +4,8 @@
  * process.env, so this file (and CONFIG_VARIABLES) is the whole list.
  */
 
+import path from "node:path";
+
 export type AuthProviderName = "flowless" | "local";
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -66,7 +68,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = [
   { name: "PORT", default: "8080", meaning: "TCP port for HTTP/1.1 and cleartext HTTP/2 (gRPC, Connect, gRPC-Web, REST); 0 picks a free port" },
   { name: "HOST", default: "0.0.0.0", meaning: "address to listen on" },
   { name: "DATABASE_URL", default: "", meaning: "postgres:// URL; unset runs an embedded PostgreSQL" },
-  { name: "EMBEDDED_PG_DIR", default: ".data/postgres", meaning: "data folder of the embedded PostgreSQL" },
+  { name: "EMBEDDED_PG_DIR", default: ".data/postgres", meaning: "data folder of the embedded PostgreSQL (relative to the folder the command was started from: `INIT_CWD` under npm and pnpm, else the working directory)" },
   { name: "MIGRATE_ON_START", default: "true", meaning: "apply pending migrations at start" },
   { name: "LEDGER_BATCHING", default: "true", meaning: "group commit: concurrent credits and debits share one database transaction, each with its own outcome" },
   { name: "DB_POOL_MAX", default: "10", meaning: "database connections per instance (1-1000)" },
@@ -97,6 +99,17 @@ export function describeConfig(): string {
 }
 
 const DEFAULTS = new Map(CONFIG_VARIABLES.map((v) => [v.name, v.default]));
+/**
+ * The embedded PostgreSQL's data folder as an absolute path. A relative EMBEDDED_PG_DIR (the
+ * default too) is taken from where the command was started: npm and pnpm pass that folder
+ * as INIT_CWD to every script they run, also to a script that runs another package's script
+ * in that package's folder (the root `pnpm start` runs apps/server's). So `pnpm start`,
+ * `pnpm migrate` and the CLI run from the root all use the root's ./.data/postgres.
+ */
+export function embeddedDataDir(config: Pick<Config, "embeddedPgDir">, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.INIT_CWD || process.cwd(), config.embeddedPgDir);
+}
+
 // Values of these are never echoed back in an error message.
 const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "DATABASE_URL"]);
 const MIN_SECRET_CHARS = 32;
