@@ -236,6 +236,27 @@ describe("idempotency keys in batches", () => {
     await verified();
   });
 
+  it("keys and texts with quotes, backslashes and dollar quotes are stored and replayed exactly", async () => {
+    const b = await open("gc-text", 1n);
+    const odd = `it's \\ a "$v$" test $$ ✓ E'\\n'`;
+    const k = { scope: `scope '$v$' \\`, key: `k$v$'"\\`, fingerprint: `fp '$$'` };
+    const call = () => credit(b.id, 5n, { idempotency: k, description: odd, referenceCode: odd, metadata: { [odd]: odd } });
+    const [first, again] = await Promise.all([call(), call()]);
+    expect(first.transaction).toMatchObject({ description: odd, referenceCode: odd, metadata: { [odd]: odd } });
+    expect(again).toEqual({ ...first, replayed: true });
+    const [row] = await sql<{ description: string; reference_code: string; metadata: Record<string, string> }>(
+      db.url,
+      "select description, reference_code, metadata from account_transactions where account_balance_id = $1 and sequence = 2",
+      [b.id],
+    );
+    expect(row).toEqual({ description: odd, reference_code: odd, metadata: { [odd]: odd } });
+    expect(await sql(db.url, "select scope, key, fingerprint, status from idempotency_keys where key = $1", [k.key])).toEqual([
+      { ...k, status: "done" },
+    ]);
+    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "6", version: "2" });
+    await verified();
+  });
+
   it("a key stored by an earlier batch replays in a later one and writes nothing", async () => {
     const b = await open("gc-replay", 100n);
     const first = await debit(b.id, 40n, { idempotency: key("across") });
@@ -303,6 +324,36 @@ describe("a failing batch", () => {
     }
     expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "96", version: "3" });
     expect(await balanceRowOf(db.url, other.id)).toMatchObject({ balance_cents: "2", version: "2" });
+    await verified();
+  });
+
+  it("a write that leaves out a row it decided on fails in its own statement, so its COMMIT never runs", async () => {
+    const b = await open("gc-short", 100n);
+    // Silently drops one row the batch decided to write (a BEFORE trigger returning null).
+    await sql(
+      db.url,
+      `create function test_skip_13() returns trigger language plpgsql as $$
+       begin
+         if new.amount_cents = 13 then return null; end if;
+         return new;
+       end $$`,
+    );
+    await sql(db.url, "create trigger test_skip_13 before insert on account_transactions for each row execute function test_skip_13()");
+    try {
+      const { value: results, sizes } = await batchSizesOf(() =>
+        Promise.allSettled([debit(b.id, 1n), debit(b.id, 13n), debit(b.id, 3n)]),
+      );
+      expect(sizes).toEqual([3]);
+      // The batch's check (SQLSTATE XX000) rolled it back whole; call by call, the dropped
+      // row leaves its balance off its chain, so only that call is refused.
+      expect(takeLogs()).toEqual(["ledger: a batch of 3 movement(s) failed (SQLSTATE XX000); running them one by one"]);
+      expect(summary(results)).toEqual(["ok:99", "INTERNAL", "ok:96"]);
+    } finally {
+      await sql(db.url, "drop trigger test_skip_13 on account_transactions");
+      await sql(db.url, "drop function test_skip_13()");
+    }
+    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "96", version: "3" });
+    expect((await transactionsOf(db.url, b.id)).map((t) => t.amount_cents)).toEqual(["100", "1", "3"]);
     await verified();
   });
 

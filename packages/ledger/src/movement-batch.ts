@@ -2,7 +2,7 @@ import { LedgerError } from "./errors.js";
 import { newTransactionId } from "./ids.js";
 import { checkMovement, movementCodec, notFound, type MovementValue } from "./movement-rules.js";
 import type { MovementRequest, MovementResult } from "./movements.js";
-import type { LedgerOrm, Sql } from "./orm.js";
+import type { LedgerOrm, Sql, TransactionEnd } from "./orm.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import { balanceFromRow, dateParser, transactionFromRow, type RawRow } from "./records.js";
 
@@ -93,8 +93,9 @@ export const LOCK_BALANCES_SQL = `select b.*,
     for update of b`;
 
 /**
- * Writes a whole batch in one statement (parameters, all JSON: balances, transactions, keys
- * done, keys freed) and returns how many rows each part wrote.
+ * Writes a whole batch in one statement (parameters: balances, transactions, keys done, keys
+ * freed, all JSON, then how many rows of each the batch decided on) and raises, which rolls
+ * the batch back, unless it wrote exactly those rows.
  */
 export const WRITE_BATCH_SQL = `with vb as (
     select * from jsonb_to_recordset(?::jsonb) as v(id text, balance_cents bigint, moves bigint, updated_at timestamptz)
@@ -132,17 +133,19 @@ export const WRITE_BATCH_SQL = `with vb as (
      where k.scope = v.scope and k.key = v.key
     returning 1
   )
-  select (select count(*) from u)::int as balances, (select count(*) from t)::int as transactions,
-         (select count(*) from kd)::int as done, (select count(*) from kf)::int as freed`;
+  select ledger_expect_written(
+           array[(select count(*) from u), (select count(*) from t), (select count(*) from kd), (select count(*) from kf)]::int[],
+           array[?, ?, ?, ?]::int[]) as wrote`;
 
 /**
  * Runs a batch of movements with `sql`, the caller's transaction, and returns one outcome
- * per request, in order. Lock order, the same in every transaction of the ledger: the
+ * per request, in order, with the batch's write as the transaction's `last` statement. Lock order, the same in every transaction of the ledger: the
  * batch's idempotency keys (sorted), then its balance rows (sorted by id) — as a single
  * movement, update or close takes its key and then its one balance, no cycle can form.
- * Nothing is written until every request has been decided; then a single statement writes
- * every balance, transaction and key of the batch, and checks that it wrote exactly that.
- * Any database failure throws: the caller's transaction then rolls back as a whole.
+ * Nothing is written until every request has been decided; then a single statement, sent
+ * with COMMIT, writes every balance, transaction and key of the batch, and checks that it
+ * wrote exactly that. Any database failure throws or fails that statement: the caller's
+ * transaction then rolls back as a whole, and the outcomes are void.
  */
 export async function runMovementBatch(
   sql: Sql,
@@ -150,7 +153,7 @@ export async function runMovementBatch(
   requests: readonly MovementRequest[],
   ttlSeconds: number,
   lockTimeoutMs: number,
-): Promise<BatchOutcome[]> {
+): Promise<TransactionEnd<BatchOutcome[]>> {
   const outcomes: Array<BatchOutcome | undefined> = new Array(requests.length);
 
   // 1. Idempotency keys: the first request of each key claims it (as `idempotency.run` does,
@@ -315,7 +318,7 @@ export async function runMovementBatch(
     .filter((i) => outcomes[i]?.kind === "refused" && claimed.has(keyId(requests[i]!.key!)))
     .map((i) => pick(requests[i]!.key!));
 
-  // 5. One statement writes the whole batch.
+  // 5. One statement writes the whole batch, sent with COMMIT.
   const balances = [...running.values()]
     .filter((b) => b.moves > 0n)
     .map((b) => ({
@@ -324,24 +327,24 @@ export async function runMovementBatch(
       moves: b.moves.toString(),
       updated_at: b.row.next_updated_at,
     }));
-  if (balances.length > 0 || freed.length > 0) {
-    const [wrote] = (await sql(
-      WRITE_BATCH_SQL,
-      [JSON.stringify(balances), JSON.stringify(transactions), JSON.stringify(done), JSON.stringify(freed)],
-    )) as Array<{ balances: number; transactions: number; done: number; freed: number }>;
-    // Every row the batch decided on, and no other: anything else rolls the batch back.
-    if (
-      !wrote ||
-      wrote.balances !== balances.length ||
-      wrote.transactions !== transactions.length ||
-      wrote.done !== done.length ||
-      wrote.freed !== freed.length
-    ) {
-      throw new LedgerError("INTERNAL", "internal ledger error");
-    }
-  }
-
-  return outcomes.map((o) => o ?? { kind: "refused", error: new LedgerError("INTERNAL", "internal ledger error") });
+  const value = outcomes.map((o) => o ?? { kind: "refused" as const, error: new LedgerError("INTERNAL", "internal ledger error") });
+  if (balances.length === 0 && freed.length === 0) return { value };
+  return {
+    value,
+    last: {
+      sql: WRITE_BATCH_SQL,
+      params: [
+        JSON.stringify(balances),
+        JSON.stringify(transactions),
+        JSON.stringify(done),
+        JSON.stringify(freed),
+        balances.length,
+        transactions.length,
+        done.length,
+        freed.length,
+      ],
+    },
+  };
 }
 
 const pick = (k: { scope: string; key: string }) => ({ scope: k.scope, key: k.key });

@@ -64,8 +64,9 @@ function failureKind(err: unknown): string {
  * - deadlock or serialization failure: the batch runs again (up to 3 attempts);
  * - any other failure before COMMIT (nothing was written): every call of the batch runs
  *   again on its own (`single`), so one bad call cannot fail its neighbours;
- * - the connection lost during COMMIT: whether it committed is unknown, so every call is
- *   answered UNAVAILABLE — never success, and never run twice.
+ * - the connection lost once the batch's write and COMMIT were sent (they go in one
+ *   message): whether it committed is unknown, so every call is answered UNAVAILABLE —
+ *   never success, and never run twice.
  */
 export class MovementBatcher {
   private readonly queue: Pending[] = [];
