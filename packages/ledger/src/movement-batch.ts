@@ -139,9 +139,10 @@ export const WRITE_BATCH_SQL = `with vb as (
 
 /**
  * Runs a batch of movements with `sql`, the caller's transaction, and returns one outcome
- * per request, in order, with the batch's write as the transaction's `last` statement. Lock order, the same in every transaction of the ledger: the
- * batch's idempotency keys (sorted), then its balance rows (sorted by id) — as a single
- * movement, update or close takes its key and then its one balance, no cycle can form.
+ * per request, in order, with the batch's write as the transaction's `last` statement.
+ * Lock order, the same in every transaction of the ledger: the batch's idempotency keys
+ * (sorted), then its balance rows (sorted by id) — as a single movement, update or close
+ * takes its key and then its one balance, no cycle can form.
  * Nothing is written until every request has been decided; then a single statement, sent
  * with COMMIT, writes every balance, transaction and key of the batch, and checks that it
  * wrote exactly that. Any database failure throws or fails that statement: the caller's

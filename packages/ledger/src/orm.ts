@@ -101,20 +101,24 @@ function literal(value: unknown): string {
     throw new TypeError(`no literal for a ${typeof value} parameter`);
   }
   const text = String(value);
-  return text.includes(DOLLAR_TAG) ? pg.escapeLiteral(text) : DOLLAR_TAG + text + DOLLAR_TAG;
+  // The quote ends at the first tag after the opening one: that must be the closing tag we
+  // append, also for a text that ends in part of it ("…$v").
+  const quoted = text + DOLLAR_TAG;
+  return quoted.indexOf(DOLLAR_TAG) === text.length ? DOLLAR_TAG + quoted : pg.escapeLiteral(text);
 }
 
 /**
- * `sql` with each `?` replaced by its parameter as a literal. As for knex, every `?` of the
- * text is a placeholder; a count that does not match throws before anything is sent.
+ * `sql` with each `?` replaced by its parameter as a literal (after a space, so that no
+ * literal can run into the token before it). As for knex, every `?` of the text is a
+ * placeholder; a count that does not match throws before anything is sent.
  */
-function inlineParams(sql: string, params: readonly unknown[]): string {
+export function inlineParams(sql: string, params: readonly unknown[]): string {
   const parts = sql.split("?");
   if (parts.length - 1 !== params.length) {
     throw new TypeError(`${parts.length - 1} placeholders for ${params.length} parameters`);
   }
   let out = parts[0]!;
-  for (let i = 0; i < params.length; i++) out += literal(params[i]) + parts[i + 1]!;
+  for (let i = 0; i < params.length; i++) out += ` ${literal(params[i])}${parts[i + 1]!}`;
   return out;
 }
 

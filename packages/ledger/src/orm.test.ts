@@ -1,0 +1,72 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inlineParams } from "./orm.js";
+import { createTestDatabase, type TestDatabase } from "./testing.js";
+
+// The batch sends BEGIN and COMMIT in one message with its statements, so their parameters
+// travel as literals in the SQL text: each must come back from PostgreSQL exactly as sent.
+let db: TestDatabase;
+let client: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.end();
+  await db?.drop();
+});
+
+const texts = [
+  "",
+  "plain",
+  "it's",
+  "back\\slash \\' \\\\",
+  "$v$",
+  "$v$ inside $v$",
+  "ends in $v",
+  "$v",
+  "v$",
+  "$",
+  "$$",
+  "$$ dollar $$",
+  "E'x'",
+  "'); drop table account_balances; --",
+  "$v$'); drop table account_balances; --",
+  "ünïcödé ✓ \n line \t tab",
+  JSON.stringify({ a: "x$v", b: ["$v$", "'"] }),
+];
+
+describe("inlineParams", () => {
+  for (const conforming of ["on", "off"]) {
+    it(`every text round-trips through a simple query (standard_conforming_strings ${conforming})`, async () => {
+      await client.query(`set standard_conforming_strings = ${conforming}`);
+      for (const text of texts) {
+        const [, result] = (await client.query(
+          `select 1; ${inlineParams("select ?::text as v, ?::text as w", [text, `${text}$v`])}`,
+        )) as unknown as pg.QueryResult[];
+        expect(result!.rows).toEqual([{ v: text, w: `${text}$v` }]);
+      }
+      await client.query("set standard_conforming_strings = on");
+    });
+  }
+
+  it("numbers, bigints and null become literals of the type their context gives", async () => {
+    const { rows } = await client.query(inlineParams("select ?::int as n, ?::bigint as b, ?::text as t, ?::jsonb as j", [
+      42,
+      9007199254740993n,
+      null,
+      '{"k":"$v"}',
+    ]));
+    expect(rows).toEqual([{ n: 42, b: "9007199254740993", t: null, j: { k: "$v" } }]);
+  });
+
+  it("refuses a placeholder count that does not match, and a parameter it cannot write", () => {
+    expect(() => inlineParams("select ?, ?", [1])).toThrow(TypeError);
+    expect(() => inlineParams("select ?", [1, 2])).toThrow(TypeError);
+    expect(() => inlineParams("select ?", [{ a: 1 }])).toThrow(TypeError);
+    expect(() => inlineParams("select ?", [true])).toThrow(TypeError);
+  });
+});
