@@ -437,6 +437,58 @@ describe("a failing batch", () => {
     expect(sizes).toEqual([2]);
     await verified();
   });
+  it("the connection lost while the write and COMMIT are on their way: UNAVAILABLE for every call, none run twice", async () => {
+    const a = await open("gc-commit-kill", 100n);
+    const c = await open("gc-commit-kill", 100n);
+    // Holds COMMIT (a deferred trigger) long enough for the observer to kill the backend.
+    await sql(
+      db.url,
+      `create function test_slow_19() returns trigger language plpgsql as $$
+       begin
+         if new.amount_cents = 19 then perform pg_sleep(5); end if;
+         return null;
+       end $$`,
+    );
+    await sql(
+      db.url,
+      `create constraint trigger test_slow_19 after insert on account_transactions
+         deferrable initially deferred for each row execute function test_slow_19()`,
+    );
+    const observer = new pg.Client({ connectionString: db.url });
+    observer.on("error", () => {});
+    await observer.connect();
+    try {
+      const pending = Promise.allSettled([debit(a.id, 19n), credit(c.id, 5n), debit(a.id, 1n)]);
+      let killed = false;
+      for (let i = 0; i < 300 && !killed; i++) {
+        const rows = (
+          await observer.query(
+            `select pg_terminate_backend(pid) as killed from pg_stat_activity
+              where datname = current_database() and wait_event = 'PgSleep' and pid <> pg_backend_pid()`,
+          )
+        ).rows as Array<{ killed: boolean }>;
+        killed = rows.some((r) => r.killed);
+        if (!killed) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(killed).toBe(true);
+      const results = await pending;
+      // Whether it committed was unknown to the ledger: no success, and no second run.
+      expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE"]);
+      expect(takeLogs()).toEqual(["ledger: connection lost while committing a batch of 3 movement(s); answered UNAVAILABLE"]);
+    } finally {
+      await observer.end().catch(() => {});
+      await sql(db.url, "drop trigger test_slow_19 on account_transactions");
+      await sql(db.url, "drop function test_slow_19()");
+    }
+    // The backend died before COMMIT finished: nothing of the batch was written.
+    expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "100", version: "1" });
+    expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "100", version: "1" });
+    expect(await transactionsOf(db.url, a.id)).toHaveLength(1);
+    // The pool recovered: the next movements batch again.
+    const { sizes } = await batchSizesOf(() => Promise.all([credit(a.id, 1n), credit(c.id, 1n)]));
+    expect(sizes).toEqual([2]);
+    await verified();
+  });
 });
 
 describe("a balance locked for long", () => {
