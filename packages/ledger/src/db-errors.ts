@@ -40,6 +40,12 @@ export function isRetryable(err: unknown): boolean {
   return code === "40001" || code === "40P01";
 }
 
+/** The SQLSTATE of an error PostgreSQL reported, if it is one. */
+export function sqlState(err: unknown): string | undefined {
+  const { code } = fields(err);
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
 export function isConnectionError(err: unknown): boolean {
   const { code, name, message } = fields(err);
   if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;

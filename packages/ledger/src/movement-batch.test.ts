@@ -64,7 +64,16 @@ async function batchSizesOf<T>(fn: () => Promise<T>): Promise<{ value: T; sizes:
   return { value, sizes: batches.slice(from) };
 }
 
-const verified = async () => expect((await ledger.integrity.verify()).problems).toEqual([]);
+/** History and balances agree, and no pooled connection was left inside a transaction. */
+const verified = async () => {
+  expect((await ledger.integrity.verify()).problems).toEqual([]);
+  const open = await sql(
+    db.url,
+    `select state from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+  );
+  expect(open).toEqual([]);
+};
 
 describe("group commit", () => {
   it("one batch on a hot balance: refusals fail only themselves, the rest apply in arrival order", async () => {
@@ -236,26 +245,30 @@ describe("idempotency keys in batches", () => {
     await verified();
   });
 
-  it("keys and texts with quotes, backslashes and dollar quotes are stored and replayed exactly", async () => {
-    const b = await open("gc-text", 1n);
-    const odd = `it's \\ a "$v$" test $$ ✓ E'\\n'`;
-    const k = { scope: `scope '$v$' \\`, key: `k$v$'"\\`, fingerprint: `fp '$$'` };
-    const call = () => credit(b.id, 5n, { idempotency: k, description: odd, referenceCode: odd, metadata: { [odd]: odd } });
-    const [first, again] = await Promise.all([call(), call()]);
-    expect(first.transaction).toMatchObject({ description: odd, referenceCode: odd, metadata: { [odd]: odd } });
-    expect(again).toEqual({ ...first, replayed: true });
-    const [row] = await sql<{ description: string; reference_code: string; metadata: Record<string, string> }>(
-      db.url,
-      "select description, reference_code, metadata from account_transactions where account_balance_id = $1 and sequence = 2",
-      [b.id],
-    );
-    expect(row).toEqual({ description: odd, reference_code: odd, metadata: { [odd]: odd } });
-    expect(await sql(db.url, "select scope, key, fingerprint, status from idempotency_keys where key = $1", [k.key])).toEqual([
-      { ...k, status: "done" },
-    ]);
-    expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "6", version: "2" });
-    await verified();
-  });
+  // With the tag in them, the batch's JSON goes as an escaped literal; without, dollar-quoted.
+  for (const [label, odd, k] of [
+    ["holding the dollar tag", `it's \\ a "$v$" test $$ ✓ E'\\n'`, { scope: `scope '$v$' \\`, key: `k$v$'"\\`, fingerprint: `fp '$$'` }],
+    ["without the tag", `it's \\ a "q" test $$ ✓ E'\\n' $v`, { scope: `scope '' \\`, key: `k'"\\ $v`, fingerprint: `fp '$$' v$` }],
+  ] as const) {
+    it(`keys and texts with quotes, backslashes and dollar signs (${label}) are stored and replayed exactly`, async () => {
+      const b = await open("gc-text", 1n);
+      const call = () => credit(b.id, 5n, { idempotency: { ...k }, description: odd, referenceCode: odd, metadata: { [odd]: odd } });
+      const [first, again] = await Promise.all([call(), call()]);
+      expect(first.transaction).toMatchObject({ description: odd, referenceCode: odd, metadata: { [odd]: odd } });
+      expect(again).toEqual({ ...first, replayed: true });
+      const [row] = await sql<{ description: string; reference_code: string; metadata: Record<string, string> }>(
+        db.url,
+        "select description, reference_code, metadata from account_transactions where account_balance_id = $1 and sequence = 2",
+        [b.id],
+      );
+      expect(row).toEqual({ description: odd, reference_code: odd, metadata: { [odd]: odd } });
+      expect(await sql(db.url, "select scope, key, fingerprint, status from idempotency_keys where key = $1", [k.key])).toEqual([
+        { ...k, status: "done" },
+      ]);
+      expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "6", version: "2" });
+      await verified();
+    });
+  }
 
   it("a key stored by an earlier batch replays in a later one and writes nothing", async () => {
     const b = await open("gc-replay", 100n);
@@ -437,58 +450,62 @@ describe("a failing batch", () => {
     expect(sizes).toEqual([2]);
     await verified();
   });
-  it("the connection lost while the write and COMMIT are on their way: UNAVAILABLE for every call, none run twice", async () => {
-    const a = await open("gc-commit-kill", 100n);
-    const c = await open("gc-commit-kill", 100n);
-    // Holds COMMIT (a deferred trigger) long enough for the observer to kill the backend.
-    await sql(
-      db.url,
-      `create function test_slow_19() returns trigger language plpgsql as $$
-       begin
-         if new.amount_cents = 19 then perform pg_sleep(5); end if;
-         return null;
-       end $$`,
-    );
-    await sql(
-      db.url,
-      `create constraint trigger test_slow_19 after insert on account_transactions
-         deferrable initially deferred for each row execute function test_slow_19()`,
-    );
-    const observer = new pg.Client({ connectionString: db.url });
-    observer.on("error", () => {});
-    await observer.connect();
-    try {
-      const pending = Promise.allSettled([debit(a.id, 19n), credit(c.id, 5n), debit(a.id, 1n)]);
-      let killed = false;
-      for (let i = 0; i < 300 && !killed; i++) {
-        const rows = (
-          await observer.query(
-            `select pg_terminate_backend(pid) as killed from pg_stat_activity
-              where datname = current_database() and wait_event = 'PgSleep' and pid <> pg_backend_pid()`,
-          )
-        ).rows as Array<{ killed: boolean }>;
-        killed = rows.some((r) => r.killed);
-        if (!killed) await new Promise((r) => setTimeout(r, 10));
+  // Held in the write's own statement (a row trigger) or in COMMIT (a deferred one): both
+  // are in the one message, and the ledger cannot tell how far it got.
+  for (const [where, timing] of [
+    ["in the write", "before insert on account_transactions for each row"],
+    ["at COMMIT", "after insert on account_transactions deferrable initially deferred for each row"],
+  ] as const) {
+    it(`the connection lost ${where}, once the write and COMMIT are sent: UNAVAILABLE for every call, none run twice`, async () => {
+      const a = await open("gc-commit-kill", 100n);
+      const c = await open("gc-commit-kill", 100n);
+      // Long enough for the observer to kill the backend.
+      await sql(
+        db.url,
+        `create function test_slow_19() returns trigger language plpgsql as $$
+         begin
+           if new.amount_cents = 19 then perform pg_sleep(5); end if;
+           return new;
+         end $$`,
+      );
+      const constraint = timing.includes("deferrable") ? "constraint " : "";
+      await sql(db.url, `create ${constraint}trigger test_slow_19 ${timing} execute function test_slow_19()`);
+      const observer = new pg.Client({ connectionString: db.url });
+      observer.on("error", () => {});
+      await observer.connect();
+      try {
+        const pending = Promise.allSettled([debit(a.id, 19n), credit(c.id, 5n), debit(a.id, 1n)]);
+        let killed = false;
+        for (let i = 0; i < 300 && !killed; i++) {
+          const rows = (
+            await observer.query(
+              `select pg_terminate_backend(pid) as killed from pg_stat_activity
+                where datname = current_database() and wait_event = 'PgSleep' and pid <> pg_backend_pid()`,
+            )
+          ).rows as Array<{ killed: boolean }>;
+          killed = rows.some((r) => r.killed);
+          if (!killed) await new Promise((r) => setTimeout(r, 10));
+        }
+        expect(killed).toBe(true);
+        const results = await pending;
+        // Whether it committed was unknown to the ledger: no success, and no second run.
+        expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE"]);
+        expect(takeLogs()).toEqual(["ledger: connection lost while committing a batch of 3 movement(s); answered UNAVAILABLE"]);
+      } finally {
+        await observer.end().catch(() => {});
+        await sql(db.url, "drop trigger test_slow_19 on account_transactions");
+        await sql(db.url, "drop function test_slow_19()");
       }
-      expect(killed).toBe(true);
-      const results = await pending;
-      // Whether it committed was unknown to the ledger: no success, and no second run.
-      expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE"]);
-      expect(takeLogs()).toEqual(["ledger: connection lost while committing a batch of 3 movement(s); answered UNAVAILABLE"]);
-    } finally {
-      await observer.end().catch(() => {});
-      await sql(db.url, "drop trigger test_slow_19 on account_transactions");
-      await sql(db.url, "drop function test_slow_19()");
-    }
-    // The backend died before COMMIT finished: nothing of the batch was written.
-    expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "100", version: "1" });
-    expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "100", version: "1" });
-    expect(await transactionsOf(db.url, a.id)).toHaveLength(1);
-    // The pool recovered: the next movements batch again.
-    const { sizes } = await batchSizesOf(() => Promise.all([credit(a.id, 1n), credit(c.id, 1n)]));
-    expect(sizes).toEqual([2]);
-    await verified();
-  });
+      // The backend died before COMMIT finished: nothing of the batch was written.
+      expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "100", version: "1" });
+      expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "100", version: "1" });
+      expect(await transactionsOf(db.url, a.id)).toHaveLength(1);
+      // The pool recovered: the next movements batch again.
+      const { sizes } = await batchSizesOf(() => Promise.all([credit(a.id, 1n), credit(c.id, 1n)]));
+      expect(sizes).toEqual([2]);
+      await verified();
+    });
+  }
 });
 
 describe("a balance locked for long", () => {

@@ -43,13 +43,16 @@ describe("inlineParams", () => {
   for (const conforming of ["on", "off"]) {
     it(`every text round-trips through a simple query (standard_conforming_strings ${conforming})`, async () => {
       await client.query(`set standard_conforming_strings = ${conforming}`);
-      for (const text of texts) {
-        const [, result] = (await client.query(
-          `select 1; ${inlineParams("select ?::text as v, ?::text as w", [text, `${text}$v`])}`,
-        )) as unknown as pg.QueryResult[];
-        expect(result!.rows).toEqual([{ v: text, w: `${text}$v` }]);
+      try {
+        for (const text of texts) {
+          const [, result] = (await client.query(
+            `select 1; ${inlineParams("select ?::text as v, ?::text as w", [text, `${text}$v`])}`,
+          )) as unknown as pg.QueryResult[];
+          expect(result!.rows).toEqual([{ v: text, w: `${text}$v` }]);
+        }
+      } finally {
+        await client.query("set standard_conforming_strings = on");
       }
-      await client.query("set standard_conforming_strings = on");
     });
   }
 
@@ -61,6 +64,11 @@ describe("inlineParams", () => {
       '{"k":"$v"}',
     ]));
     expect(rows).toEqual([{ n: 42, b: "9007199254740993", t: null, j: { k: "$v" } }]);
+  });
+
+  it("reads placeholders as knex does: a backslash-escaped ? is the operator, not a parameter", async () => {
+    const { rows } = await client.query(inlineParams(`select '{"a":1}'::jsonb \\? 'a' as has, ?::int as n`, [5]));
+    expect(rows).toEqual([{ has: true, n: 5 }]);
   });
 
   it("refuses a placeholder count that does not match, and a parameter it cannot write", () => {

@@ -108,17 +108,20 @@ function literal(value: unknown): string {
 }
 
 /**
- * `sql` with each `?` replaced by its parameter as a literal (after a space, so that no
- * literal can run into the token before it). As for knex, every `?` of the text is a
- * placeholder; a count that does not match throws before anything is sent.
+ * `sql` with each placeholder replaced by its parameter as a literal (after a space, so that
+ * no literal can run into the token before it). Placeholders as knex's `positionBindings`
+ * reads them, so a text means the same here and as a later statement: every `?`, except one
+ * escaped by an odd number of backslashes, which stands for a literal `?`. A count that does
+ * not match throws before anything is sent.
  */
 export function inlineParams(sql: string, params: readonly unknown[]): string {
-  const parts = sql.split("?");
-  if (parts.length - 1 !== params.length) {
-    throw new TypeError(`${parts.length - 1} placeholders for ${params.length} parameters`);
-  }
-  let out = parts[0]!;
-  for (let i = 0; i < params.length; i++) out += ` ${literal(params[i])}${parts[i + 1]!}`;
+  let n = 0;
+  const out = sql.replace(/(\\*)\?/g, (_match, escapes: string) => {
+    if (escapes.length % 2 === 1) return "?";
+    if (n >= params.length) throw new TypeError(`more placeholders than the ${params.length} parameters`);
+    return ` ${literal(params[n++])}`;
+  });
+  if (n !== params.length) throw new TypeError(`${n} placeholders for ${params.length} parameters`);
   return out;
 }
 
@@ -135,7 +138,9 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
  * as simple queries with their parameters inlined: a batch of one lock and one write takes
  * two round trips, not four. The round trip, not the statement, was most of BEGIN's and
  * COMMIT's time (on the bench host: BEGIN 1.8 ms and COMMIT 4.0 ms, where an fsync takes
- * 0.2), and each caller of a batch waits for its whole cycle.
+ * 0.2), and each caller of a batch waits for its whole cycle. A failure once `beforeCommit`
+ * has run may come after a COMMIT that took effect; only the database's own refusal (an
+ * error with a SQLSTATE other than a lost connection's) says it did not.
  */
 export async function inPooledTransaction<T>(
   orm: LedgerOrm,
@@ -149,38 +154,35 @@ export async function inPooledTransaction<T>(
   const several = async (text: string): Promise<pg.QueryResult[]> =>
     (await conn.query(text)) as unknown as pg.QueryResult[];
   let begun = false;
+  let ended = false;
   const sql: Sql = async <R>(text: string, params: readonly unknown[] = []) => {
     if (begun) return (await conn.query(pool.positionBindings(text), params as unknown[])).rows as R[];
+    const first = `begin; ${inlineParams(text, params)}`;
     begun = true;
-    return (await several(`begin; ${inlineParams(text, params)}`))[1]!.rows as R[];
+    return (await several(first))[1]!.rows as R[];
   };
   try {
-    let end: TransactionEnd<T>;
-    try {
-      end = await fn(sql);
-    } catch (err) {
-      // Best effort: on a broken connection this fails too, and the pool drops it.
-      if (begun) await conn.query("rollback").catch(() => {});
-      throw err;
-    }
+    const end = await fn(sql);
     if (end.last) {
-      const text = inlineParams(end.last.sql, end.last.params);
-      const first = !begun;
+      // Built before anything is sent. On its own line: a trailing comment in the statement
+      // cannot swallow the COMMIT.
+      const text = `${begun ? "" : "begin; "}${inlineParams(end.last.sql, end.last.params)}\n; commit`;
       begun = true;
       beforeCommit();
-      try {
-        await several(`${first ? "begin; " : ""}${text}; commit`);
-      } catch (err) {
-        // Failed before or at COMMIT: the transaction is aborted (or already gone).
-        await conn.query("rollback").catch(() => {});
-        throw err;
-      }
+      const results = await several(text);
+      ended = true;
+      // PostgreSQL answers ROLLBACK to a COMMIT of a failed transaction.
+      if (results[results.length - 1]?.command !== "COMMIT") throw new Error("the batch's COMMIT did not commit");
     } else if (begun) {
       beforeCommit();
       await conn.query("commit");
+      ended = true;
     }
     return end.value;
   } catch (err) {
+    // Best effort, and harmless where the transaction has already ended: a failed COMMIT
+    // rolled it back; on a broken connection this fails too, and the pool drops it.
+    if (begun && !ended) await conn.query("rollback").catch(() => {});
     throw converter.convertException(err as Error);
   } finally {
     await pool.releaseConnection(conn);
