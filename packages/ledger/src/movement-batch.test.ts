@@ -450,6 +450,30 @@ describe("a failing batch", () => {
     expect(sizes).toEqual([2]);
     await verified();
   });
+  it("a reply that cannot be read after COMMIT took effect: UNAVAILABLE for every call, and none run again", async () => {
+    const a = await open("gc-unread", 100n);
+    const c = await open("gc-unread", 100n);
+    // The write answers with an int4[] (its row counts); pg parses it on the client, after
+    // the whole message, COMMIT included, has run on the server.
+    const INT4_ARRAY = 1007;
+    const original = pg.types.getTypeParser(INT4_ARRAY, "text");
+    pg.types.setTypeParser(INT4_ARRAY, () => {
+      throw new Error("unreadable reply");
+    });
+    let results: PromiseSettledResult<MovementResult>[];
+    try {
+      results = await Promise.allSettled([debit(a.id, 10n), credit(c.id, 5n)]);
+    } finally {
+      pg.types.setTypeParser(INT4_ARRAY, original);
+    }
+    expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+    expect(takeLogs()).toEqual(["ledger: unexpected error while committing a batch of 2 movement(s); answered UNAVAILABLE"]);
+    // It had committed, once: no caller was told success, and nothing ran a second time.
+    expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "90", version: "2" });
+    expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+    await verified();
+  });
+
   // Held in the write's own statement (a row trigger) or in COMMIT (a deferred one): both
   // are in the one message, and the ledger cannot tell how far it got.
   for (const [where, timing] of [
