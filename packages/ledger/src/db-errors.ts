@@ -25,6 +25,7 @@ const CONNECTION_CODES = new Set([
 
 interface DbErrorLike {
   code?: unknown;
+  severity?: unknown;
   constraint?: unknown;
   name?: unknown;
   message?: unknown;
@@ -40,10 +41,27 @@ export function isRetryable(err: unknown): boolean {
   return code === "40001" || code === "40P01";
 }
 
-/** The SQLSTATE of an error PostgreSQL reported, if it is one. */
+/** The SQLSTATE of an error PostgreSQL reported (it has a severity), if it is one. */
 export function sqlState(err: unknown): string | undefined {
-  const { code } = fields(err);
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  const { code, severity } = fields(err);
+  return typeof severity === "string" && typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+// Raised while a statement or COMMIT's deferred checks run, so before any commit record:
+// data (22), integrity (23), syntax or schema (42), a conflict (40001, 40P01, 55P03), an
+// exception raised by a trigger (P0001) or by a check such as the batch's (XX000).
+const BEFORE_COMMIT = /^(22|23|42)...$|^(40001|40P01|55P03|P0001|XX000)$/;
+
+/**
+ * Whether a failure of a message that ended in COMMIT proves that nothing was committed:
+ * only an ERROR of a kind that statements and deferred checks raise. A cancel (57014), a
+ * termination (57P01) or a timeout can also reach the client after COMMIT took effect (the
+ * server acts on them at its next check for interrupts, e.g. when it logs the statement's
+ * duration), as can a lost connection or a reply the client could not read.
+ */
+export function refusedBeforeCommit(err: unknown): boolean {
+  const code = sqlState(err);
+  return fields(err).severity === "ERROR" && code !== undefined && BEFORE_COMMIT.test(code);
 }
 
 export function isConnectionError(err: unknown): boolean {

@@ -474,6 +474,53 @@ describe("a failing batch", () => {
     await verified();
   });
 
+  it("a cancel that lands during COMMIT: UNAVAILABLE for every call, the batch applied at most once", async () => {
+    // COMMIT waits 100 ms (commit_delay) for the cancel to land in; the server acts on a
+    // cancel held over COMMIT when it logs the statement's duration, and then answers
+    // 57014 for a message whose COMMIT took effect.
+    const name = decodeURIComponent(new URL(db.url).pathname.slice(1)).replace(/"/g, '""');
+    const settings = ["commit_delay = 100000", "commit_siblings = 0", "log_min_duration_statement = 0"];
+    for (const setting of settings) await sql(db.url, `alter database "${name}" set ${setting}`);
+    const lines: string[] = [];
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, log: (m) => lines.push(m) });
+    const observer = new pg.Client({ connectionString: db.url });
+    observer.on("error", () => {});
+    await observer.connect();
+    try {
+      const a = await l.balances.create(balanceInput({ userId: "gc-cancel", balanceCents: 100n }));
+      const c = await l.balances.create(balanceInput({ userId: "gc-cancel", balanceCents: 100n }));
+      const pending = Promise.allSettled([
+        l.movements.debit({ balanceId: a.id, amountCents: 10n, allowNegative: false, metadata: {} }),
+        l.movements.credit({ balanceId: c.id, amountCents: 5n, metadata: {} }),
+      ]);
+      let cancelled = false;
+      for (let i = 0; i < 500 && !cancelled; i++) {
+        const rows = (
+          await observer.query(
+            `select pg_cancel_backend(pid) as cancelled from pg_stat_activity
+              where datname = current_database() and state = 'active' and query like 'with vb as%'
+                and clock_timestamp() - query_start > interval '40 ms'`,
+          )
+        ).rows as Array<{ cancelled: boolean }>;
+        cancelled = rows.some((r) => r.cancelled);
+      }
+      expect(cancelled).toBe(true);
+      const results = await pending;
+      expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+      expect(lines.filter((m) => m.includes(" batch "))).toEqual([
+        "ledger: SQLSTATE 57014 while committing a batch of 2 movement(s); answered UNAVAILABLE",
+      ]);
+      // Committed once (the cancel came after COMMIT) or not at all (it came before), never twice.
+      const moved = [(await balanceRowOf(db.url, a.id))!.balance_cents, (await balanceRowOf(db.url, c.id))!.balance_cents];
+      expect([JSON.stringify(["90", "105"]), JSON.stringify(["100", "100"])]).toContain(JSON.stringify(moved));
+    } finally {
+      await observer.end().catch(() => {});
+      await l.close();
+      for (const setting of settings) await sql(db.url, `alter database "${name}" reset ${setting.split(" ")[0]}`);
+    }
+    await verified();
+  });
+
   // Held in the write's own statement (a row trigger) or in COMMIT (a deferred one): both
   // are in the one message, and the ledger cannot tell how far it got.
   for (const [where, timing] of [

@@ -1,4 +1,4 @@
-import { isConnectionError, isRetryable, sqlState } from "./db-errors.js";
+import { isConnectionError, isRetryable, refusedBeforeCommit, sqlState } from "./db-errors.js";
 import { LedgerError } from "./errors.js";
 import type { Idempotency } from "./idempotency.js";
 import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
@@ -57,12 +57,6 @@ function failureKind(err: unknown): string {
   return code ? `SQLSTATE ${code}` : "unexpected error";
 }
 
-/**
- * Once the write and COMMIT were sent, only the database's own refusal of them (an error
- * with a SQLSTATE, not a lost connection's) proves that nothing was committed. Anything
- * else (the connection lost, a reply that could not be read) leaves it unknown.
- */
-const commitUnknown = (err: unknown): boolean => isConnectionError(err) || sqlState(err) === undefined;
 
 /**
  * Group commit of credits and debits. Calls queue; each batch of queued calls runs in ONE
@@ -71,9 +65,10 @@ const commitUnknown = (err: unknown): boolean => isConnectionError(err) || sqlSt
  * - deadlock or serialization failure: the batch runs again (up to 3 attempts);
  * - any other failure before COMMIT (nothing was written): every call of the batch runs
  *   again on its own (`single`), so one bad call cannot fail its neighbours;
- * - the connection lost (or any failure the database did not report itself) once the
- *   batch's write and COMMIT were sent (they go in one message): whether it committed is
- *   unknown, so every call is answered UNAVAILABLE — never success, and never run twice.
+ * - once the batch's write and COMMIT were sent (they go in one message), any failure but
+ *   the database's refusal of them (`refusedBeforeCommit`: a lost connection, a cancel, an
+ *   unreadable reply): whether it committed is unknown, so every call is answered
+ *   UNAVAILABLE — never success, and never run twice.
  */
 export class MovementBatcher {
   private readonly queue: Pending[] = [];
@@ -151,9 +146,10 @@ export class MovementBatcher {
           () => (committing = true),
         );
       } catch (err) {
-        if (committing && commitUnknown(err)) {
-          const why = isConnectionError(err) ? "connection lost" : "unexpected error";
-          this.log(`ledger: ${why} while committing a batch of ${batch.length} movement(s); answered UNAVAILABLE`);
+        // Once the write and COMMIT were sent, only a refusal of them proves nothing was
+        // committed; a cancel or a lost connection may come after a COMMIT that took effect.
+        if (committing && !refusedBeforeCommit(err)) {
+          this.log(`ledger: ${failureKind(err)} while committing a batch of ${batch.length} movement(s); answered UNAVAILABLE`);
           const unknown = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
           for (const p of batch) p.reject(unknown);
           return;

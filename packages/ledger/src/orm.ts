@@ -139,8 +139,7 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
  * two round trips, not four. The round trip, not the statement, was most of BEGIN's and
  * COMMIT's time (on the bench host: BEGIN 1.8 ms and COMMIT 4.0 ms, where an fsync takes
  * 0.2), and each caller of a batch waits for its whole cycle. A failure once `beforeCommit`
- * has run may come after a COMMIT that took effect; only the database's own refusal (an
- * error with a SQLSTATE other than a lost connection's) says it did not.
+ * has run may come after a COMMIT that took effect: see `refusedBeforeCommit`.
  */
 export async function inPooledTransaction<T>(
   orm: LedgerOrm,
