@@ -60,8 +60,7 @@ const BEFORE_COMMIT = /^(22|23|42)...$|^(40001|40P01|55P03|P0001|XX000)$/;
  * duration), as can a lost connection or a reply the client could not read.
  */
 export function refusedBeforeCommit(err: unknown): boolean {
-  const code = sqlState(err);
-  return fields(err).severity === "ERROR" && code !== undefined && BEFORE_COMMIT.test(code);
+  return fields(err).severity === "ERROR" && BEFORE_COMMIT.test(sqlState(err) ?? "");
 }
 
 export function isConnectionError(err: unknown): boolean {

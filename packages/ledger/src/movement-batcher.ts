@@ -57,7 +57,6 @@ function failureKind(err: unknown): string {
   return code ? `SQLSTATE ${code}` : "unexpected error";
 }
 
-
 /**
  * Group commit of credits and debits. Calls queue; each batch of queued calls runs in ONE
  * database transaction (`runMovementBatch`) and every call gets its own outcome: a refusal
