@@ -63,6 +63,33 @@ export function refusedBeforeCommit(err: unknown): boolean {
   return fields(err).severity === "ERROR" && BEFORE_COMMIT.test(sqlState(err) ?? "");
 }
 
+/**
+ * A COMMIT was sent and its outcome could not be learned: the reply was lost or unclear, and
+ * the database could not say what became of the transaction. It may have taken effect, so
+ * its work must be answered neither as done nor as refused, and never run again.
+ */
+export class CommitOutcomeUnknown extends Error {
+  constructor(readonly failure: unknown) {
+    super("the outcome of a COMMIT is unknown");
+  }
+}
+
+/** What the caller of a write is told when its COMMIT's outcome is unknown. */
+export const outcomeUnknown = (): LedgerError =>
+  new LedgerError(
+    "UNAVAILABLE",
+    "the database did not confirm the write, which may have taken effect: retry with the same idempotency key, or read the history first",
+  );
+
+/** A failure named for operators: the SQLSTATE class, never SQL or server text. */
+export function failureKind(err: unknown): string {
+  if (err instanceof CommitOutcomeUnknown) return failureKind(err.failure);
+  if (err instanceof LedgerError) return err.reason;
+  if (isConnectionError(err)) return "connection lost";
+  const code = sqlState(err);
+  return code ? `SQLSTATE ${code}` : "unexpected error";
+}
+
 export function isConnectionError(err: unknown): boolean {
   const { code, name, message } = fields(err);
   if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;
@@ -80,9 +107,7 @@ export function isConnectionError(err: unknown): boolean {
 
 /**
  * Turns any database failure into a LedgerError whose message is safe to show a caller:
- * never SQL, parameters or server text. The original error stays reachable as a
- * non-enumerable `cause` for debugging, so serializers that walk own enumerable
- * properties do not copy it into logs or responses.
+ * never SQL, parameters or server text. The original error stays reachable (`withCause`).
  */
 export function toLedgerError(err: unknown): LedgerError {
   if (err instanceof LedgerError) return err;
@@ -98,6 +123,14 @@ export function toLedgerError(err: unknown): LedgerError {
   } else {
     out = new LedgerError("INTERNAL", "internal ledger error");
   }
+  return withCause(out, err);
+}
+
+/**
+ * `out` with the original error as a non-enumerable `cause`, for debugging: serializers that
+ * walk own enumerable properties do not copy it into logs or responses.
+ */
+export function withCause(out: LedgerError, err: unknown): LedgerError {
   Object.defineProperty(out, "cause", { value: err, enumerable: false, configurable: true, writable: true });
   return out;
 }

@@ -19,7 +19,7 @@ beforeAll(async () => {
     onBatch: (n) => batches.push(n),
     onMovement: (type, outcome) => outcomes.push([type, outcome]),
     log: (msg) => {
-      if (msg.includes(" batch ")) logs.push(msg);
+      if (msg.includes(" batch ") || msg.includes(" COMMIT ")) logs.push(msg);
     },
   });
 });
@@ -450,39 +450,79 @@ describe("a failing batch", () => {
     expect(sizes).toEqual([2]);
     await verified();
   });
-  it("a reply that cannot be read after COMMIT took effect: UNAVAILABLE for every call, and none run again", async () => {
-    const a = await open("gc-unread", 100n);
-    const c = await open("gc-unread", 100n);
-    // The write answers with an int4[] (its row counts); pg parses it on the client, after
-    // the whole message, COMMIT included, has run on the server.
+  /** Makes pg fail to read the write's reply (its row counts, an int4[]), which it parses after the whole message, COMMIT included, has run on the server. */
+  async function withUnreadableWriteReply<T>(fn: () => Promise<T>): Promise<T> {
     const INT4_ARRAY = 1007;
     const original = pg.types.getTypeParser(INT4_ARRAY, "text");
     pg.types.setTypeParser(INT4_ARRAY, () => {
       throw new Error("unreadable reply");
     });
-    let results: PromiseSettledResult<MovementResult>[];
     try {
-      results = await Promise.allSettled([debit(a.id, 10n), credit(c.id, 5n)]);
+      return await fn();
     } finally {
       pg.types.setTypeParser(INT4_ARRAY, original);
     }
-    expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
-    expect(takeLogs()).toEqual(["ledger: unexpected error while committing a batch of 2 movement(s); answered UNAVAILABLE"]);
-    // It had committed, once: no caller was told success, and nothing ran a second time.
+  }
+
+  it("a reply that cannot be read after COMMIT took effect: the database says it committed, every call gets its outcome once", async () => {
+    const a = await open("gc-unread", 100n);
+    const c = await open("gc-unread", 100n);
+    const results = await withUnreadableWriteReply(() => Promise.allSettled([debit(a.id, 10n), credit(c.id, 5n)]));
+    expect(summary(results)).toEqual(["ok:90", "ok:105"]);
+    expect(takeLogs()).toEqual(["ledger: unexpected error after COMMIT was sent; the database reports the transaction committed"]);
     expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "90", version: "2" });
     expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+    const [written] = await transactionsOf(db.url, a.id).then((rows) => rows.slice(-1));
+    expect(written).toMatchObject({ id: (results[0] as PromiseFulfilledResult<MovementResult>).value.transaction.id });
     await verified();
   });
 
-  it("a cancel that lands during COMMIT: UNAVAILABLE for every call, the batch applied at most once", async () => {
-    // COMMIT waits 100 ms (commit_delay) for the cancel to land in; the server acts on a
-    // cancel held over COMMIT when it logs the statement's duration, and then answers
-    // 57014 for a message whose COMMIT took effect.
+  it("when the database cannot say whether the batch committed: UNAVAILABLE for every call, none run again", async () => {
+    // pg_xact_status, shadowed for new connections of this database by one that fails.
+    const name = decodeURIComponent(new URL(db.url).pathname.slice(1)).replace(/"/g, '""');
+    await sql(db.url, "create function public.pg_xact_status(xid8) returns text language plpgsql as $$ begin raise exception 'not now'; end $$");
+    await sql(db.url, `alter database "${name}" set search_path = public, pg_catalog`);
+    const lines: string[] = [];
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, log: (m) => lines.push(m) });
+    try {
+      const a = await l.balances.create(balanceInput({ userId: "gc-unknown", balanceCents: 100n }));
+      const c = await l.balances.create(balanceInput({ userId: "gc-unknown", balanceCents: 100n }));
+      const results = await withUnreadableWriteReply(() =>
+        Promise.allSettled([
+          l.movements.debit({ balanceId: a.id, amountCents: 10n, allowNegative: false, metadata: {} }),
+          l.movements.credit({ balanceId: c.id, amountCents: 5n, metadata: {} }),
+        ]),
+      );
+      expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+      expect((results[0] as PromiseRejectedResult).reason.message).toMatch(/may have taken effect/);
+      expect(lines.filter((m) => m.includes("COMMIT") || m.includes(" batch "))).toEqual([
+        "ledger: unexpected error after COMMIT was sent; the database reports the transaction unknown",
+        "ledger: unexpected error while committing a batch of 2 movement(s); answered UNAVAILABLE",
+      ]);
+      // It had committed, once: no caller was told success, and nothing ran a second time.
+      expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "90", version: "2" });
+      expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+    } finally {
+      await l.close();
+      await sql(db.url, `alter database "${name}" reset search_path`);
+      await sql(db.url, "drop function public.pg_xact_status(xid8)");
+    }
+    await verified();
+  });
+
+  /**
+   * A debit of 10 and a credit of 5 on two balances of 100, on a ledger of its own whose
+   * COMMITs wait 100 ms (commit_delay) for a cancel to land in: the backend running
+   * `statement` (a LIKE pattern) is cancelled once it has been active for 40 ms. The server
+   * acts on a cancel held over COMMIT when it logs the statement's duration, and then
+   * answers 57014 for a message whose COMMIT took effect.
+   */
+  async function cancelledDuringCommit(batching: boolean, statement: string) {
     const name = decodeURIComponent(new URL(db.url).pathname.slice(1)).replace(/"/g, '""');
     const settings = ["commit_delay = 100000", "commit_siblings = 0", "log_min_duration_statement = 0"];
     for (const setting of settings) await sql(db.url, `alter database "${name}" set ${setting}`);
     const lines: string[] = [];
-    const l = await openLedger({ databaseUrl: db.url, migrate: false, log: (m) => lines.push(m) });
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, log: (m) => lines.push(m), ...(batching ? {} : { batching: false }) });
     const observer = new pg.Client({ connectionString: db.url });
     observer.on("error", () => {});
     await observer.connect();
@@ -498,26 +538,50 @@ describe("a failing batch", () => {
         const rows = (
           await observer.query(
             `select pg_cancel_backend(pid) as cancelled from pg_stat_activity
-              where datname = current_database() and state = 'active' and query like 'with vb as%'
+              where datname = current_database() and state = 'active' and query like $1
                 and clock_timestamp() - query_start > interval '40 ms'`,
+            [statement],
           )
         ).rows as Array<{ cancelled: boolean }>;
         cancelled = rows.some((r) => r.cancelled);
       }
       expect(cancelled).toBe(true);
       const results = await pending;
-      expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
-      expect(lines.filter((m) => m.includes(" batch "))).toEqual([
-        "ledger: SQLSTATE 57014 while committing a batch of 2 movement(s); answered UNAVAILABLE",
-      ]);
-      // Committed once (the cancel came after COMMIT) or not at all (it came before), never twice.
-      const moved = [(await balanceRowOf(db.url, a.id))!.balance_cents, (await balanceRowOf(db.url, c.id))!.balance_cents];
-      expect([JSON.stringify(["90", "105"]), JSON.stringify(["100", "100"])]).toContain(JSON.stringify(moved));
+      const said = lines.filter((m) => m.includes("COMMIT") || m.includes(" batch "));
+      return { results, said, a: (await balanceRowOf(db.url, a.id))!, c: (await balanceRowOf(db.url, c.id))! };
     } finally {
       await observer.end().catch(() => {});
       await l.close();
       for (const setting of settings) await sql(db.url, `alter database "${name}" reset ${setting.split(" ")[0]}`);
     }
+  }
+
+  it("a cancel that lands during COMMIT: the database says what became of the batch, every call applied once", async () => {
+    const { results, said, a, c } = await cancelledDuringCommit(true, "with vb as%");
+    // Committed (the cancel came after COMMIT) and settled, or rolled back (it came before)
+    // and run again one by one: either way each call applied exactly once.
+    expect(summary(results)).toEqual(["ok:90", "ok:105"]);
+    expect([
+      ["ledger: SQLSTATE 57014 after COMMIT was sent; the database reports the transaction committed"],
+      [
+        "ledger: SQLSTATE 57014 after COMMIT was sent; the database reports the transaction aborted",
+        "ledger: a batch of 2 movement(s) failed (SQLSTATE 57014); running them one by one",
+      ],
+    ]).toContainEqual(said);
+    expect(a).toMatchObject({ balance_cents: "90", version: "2" });
+    expect(c).toMatchObject({ balance_cents: "105", version: "2" });
+    await verified();
+  });
+
+  it("batching off, a cancel that lands during COMMIT: UNAVAILABLE that may have taken effect, never INTERNAL", async () => {
+    const { results, a, c } = await cancelledDuringCommit(false, "COMMIT%");
+    // One of the two COMMITs was cancelled; the other call went through.
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.reason).toMatchObject({ reason: "UNAVAILABLE", message: expect.stringMatching(/may have taken effect/) });
+    const balances = [a.balance_cents, c.balance_cents];
+    // Applied once (the usual case: the cancel is reported after the commit) or not at all.
+    expect([["90", "105"], ["100", "105"], ["90", "100"]]).toContainEqual(balances);
     await verified();
   });
 
@@ -527,15 +591,17 @@ describe("a failing batch", () => {
     ["in the write", "before insert on account_transactions for each row"],
     ["at COMMIT", "after insert on account_transactions deferrable initially deferred for each row"],
   ] as const) {
-    it(`the connection lost ${where}, once the write and COMMIT are sent: UNAVAILABLE for every call, none run twice`, async () => {
+    it(`the connection lost ${where}, once the write and COMMIT are sent: rolled back by the database, every call run again once`, async () => {
       const a = await open("gc-commit-kill", 100n);
       const c = await open("gc-commit-kill", 100n);
-      // Long enough for the observer to kill the backend.
+      // Long enough for the observer to kill the backend; only the first time, so that the
+      // calls' second run goes through.
+      await sql(db.url, "create sequence test_slow_19_runs");
       await sql(
         db.url,
         `create function test_slow_19() returns trigger language plpgsql as $$
          begin
-           if new.amount_cents = 19 then perform pg_sleep(5); end if;
+           if new.amount_cents = 19 and nextval('test_slow_19_runs') = 1 then perform pg_sleep(5); end if;
            return new;
          end $$`,
       );
@@ -559,18 +625,22 @@ describe("a failing batch", () => {
         }
         expect(killed).toBe(true);
         const results = await pending;
-        // Whether it committed was unknown to the ledger: no success, and no second run.
-        expect(summary(results)).toEqual(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE"]);
-        expect(takeLogs()).toEqual(["ledger: connection lost while committing a batch of 3 movement(s); answered UNAVAILABLE"]);
+        // The backend died before COMMIT finished, so the database rolled the batch back and
+        // says so: the calls ran again one by one, each once.
+        expect(summary(results)).toEqual(["ok:81", "ok:105", "ok:80"]);
+        expect(takeLogs()).toEqual([
+          "ledger: connection lost after COMMIT was sent; the database reports the transaction aborted",
+          "ledger: a batch of 3 movement(s) failed (connection lost); running them one by one",
+        ]);
       } finally {
         await observer.end().catch(() => {});
         await sql(db.url, "drop trigger test_slow_19 on account_transactions");
         await sql(db.url, "drop function test_slow_19()");
+        await sql(db.url, "drop sequence test_slow_19_runs");
       }
-      // The backend died before COMMIT finished: nothing of the batch was written.
-      expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "100", version: "1" });
-      expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "100", version: "1" });
-      expect(await transactionsOf(db.url, a.id)).toHaveLength(1);
+      expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "80", version: "3" });
+      expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+      expect((await transactionsOf(db.url, a.id)).map((t) => t.amount_cents)).toEqual(["100", "19", "1"]);
       // The pool recovered: the next movements batch again.
       const { sizes } = await batchSizesOf(() => Promise.all([credit(a.id, 1n), credit(c.id, 1n)]));
       expect(sizes).toEqual([2]);

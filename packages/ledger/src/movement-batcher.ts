@@ -1,4 +1,4 @@
-import { isConnectionError, isRetryable, refusedBeforeCommit, sqlState } from "./db-errors.js";
+import { CommitOutcomeUnknown, failureKind, isRetryable, outcomeUnknown } from "./db-errors.js";
 import { LedgerError } from "./errors.js";
 import type { Idempotency } from "./idempotency.js";
 import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
@@ -49,14 +49,6 @@ export function checkBatchingOptions(opts: BatchingOptions): Required<BatchingOp
   };
 }
 
-/** A failure named for operators: the SQLSTATE class, never SQL or server text. */
-function failureKind(err: unknown): string {
-  if (err instanceof LedgerError) return err.reason;
-  if (isConnectionError(err)) return "connection lost";
-  const code = sqlState(err);
-  return code ? `SQLSTATE ${code}` : "unexpected error";
-}
-
 /**
  * Group commit of credits and debits. Calls queue; each batch of queued calls runs in ONE
  * database transaction (`runMovementBatch`) and every call gets its own outcome: a refusal
@@ -64,10 +56,11 @@ function failureKind(err: unknown): string {
  * - deadlock or serialization failure: the batch runs again (up to 3 attempts);
  * - any other failure before COMMIT (nothing was written): every call of the batch runs
  *   again on its own (`single`), so one bad call cannot fail its neighbours;
- * - once the batch's write and COMMIT were sent (they go in one message), any failure but
- *   the database's refusal of them (`refusedBeforeCommit`: a lost connection, a cancel, an
- *   unreadable reply): whether it committed is unknown, so every call is answered
- *   UNAVAILABLE — never success, and never run twice.
+ * - once the batch's write and COMMIT were sent (they go in one message), a failure that
+ *   leaves it unknown whether the batch committed is settled by asking the database
+ *   (`inPooledTransaction`): committed, and every call gets its outcome; rolled back, and the
+ *   calls run one by one as above; still unknown, and every call is answered UNAVAILABLE —
+ *   never success, and never run twice.
  */
 export class MovementBatcher {
   private readonly queue: Pending[] = [];
@@ -136,20 +129,17 @@ export class MovementBatcher {
     const requests = batch.map((p) => p.request);
     for (let attempt = 1; ; attempt++) {
       this.report(batch.length);
-      let committing = false;
       let outcomes: BatchOutcome[];
       try {
         outcomes = await inPooledTransaction(
           this.orm,
           (sql) => runMovementBatch(sql, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs),
-          () => (committing = true),
+          this.log,
         );
       } catch (err) {
-        // Once the write and COMMIT were sent, only a refusal of them proves nothing was
-        // committed; a cancel or a lost connection may come after a COMMIT that took effect.
-        if (committing && !refusedBeforeCommit(err)) {
+        if (err instanceof CommitOutcomeUnknown) {
           this.log(`ledger: ${failureKind(err)} while committing a batch of ${batch.length} movement(s); answered UNAVAILABLE`);
-          const unknown = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
+          const unknown = outcomeUnknown();
           for (const p of batch) p.reject(unknown);
           return;
         }

@@ -3,7 +3,16 @@ import { Migrator } from "@mikro-orm/migrations";
 import pg from "pg";
 import { entities } from "./entities/index.js";
 import { migrationsList } from "./migrations/index.js";
-import { isConnectionError, isRetryable, toLedgerError } from "./db-errors.js";
+import {
+  CommitOutcomeUnknown,
+  failureKind,
+  isConnectionError,
+  isRetryable,
+  outcomeUnknown,
+  refusedBeforeCommit,
+  toLedgerError,
+  withCause,
+} from "./db-errors.js";
 
 export type LedgerOrm = MikroORM;
 export type LedgerEntityManager = EntityManager;
@@ -127,24 +136,30 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
 
 /**
  * Runs `fn` in a transaction of its own on one connection of the ORM's pool, its statements
- * sent straight through `pg`; `beforeCommit` runs just before COMMIT is sent. For the
- * movement batch, which needs nothing of the ORM but its pool: `em.fork().transactional()`
- * forks an entity manager, enters an AsyncLocalStorage and has knex build a transactor
- * (a new function with ~100 properties defined on it) for every batch; those ~20 KB live as
- * long as the batch and were the largest single source of bytes the server promoted to
- * the old generation under load. Failures leave as MikroORM's exceptions, as from runSql.
+ * sent straight through `pg`. For the movement batch, which needs nothing of the ORM but its
+ * pool: `em.fork().transactional()` forks an entity manager, enters an AsyncLocalStorage and
+ * has knex build a transactor (a new function with ~100 properties defined on it) for every
+ * batch; those ~20 KB live as long as the batch and were the largest single source of bytes
+ * the server promoted to the old generation under load. Failures leave as MikroORM's
+ * exceptions, as from runSql.
  *
  * BEGIN goes in one message with the first statement, COMMIT with the body's `last`, both
  * as simple queries with their parameters inlined: a batch of one lock and one write takes
  * two round trips, not four. The round trip, not the statement, was most of BEGIN's and
  * COMMIT's time (on the bench host: BEGIN 1.8 ms and COMMIT 4.0 ms, where an fsync takes
- * 0.2), and each caller of a batch waits for its whole cycle. A failure once `beforeCommit`
- * has run may come after a COMMIT that took effect: see `refusedBeforeCommit`.
+ * 0.2), and each caller of a batch waits for its whole cycle.
+ *
+ * Once COMMIT is sent, a failure other than the database's refusal of the message
+ * (`refusedBeforeCommit`) may come after a COMMIT that took effect: a lost connection, a
+ * reply pg could not read, a cancel the server reports once the commit is done. The
+ * transaction's id, taken with BEGIN, then lets the database say what became of it
+ * (`settled`): committed, and `fn`'s value is returned; rolled back, and the failure is
+ * thrown as one before COMMIT would be; anything else throws `CommitOutcomeUnknown`.
  */
 export async function inPooledTransaction<T>(
   orm: LedgerOrm,
   fn: (sql: Sql) => Promise<TransactionEnd<T>>,
-  beforeCommit: () => void,
+  log: (msg: string) => void,
 ): Promise<T> {
   const converter = orm.em.getPlatform().getExceptionConverter();
   const pool = orm.em.getConnection().getKnex().client as PooledClient;
@@ -152,28 +167,35 @@ export async function inPooledTransaction<T>(
   // A simple query of several statements resolves to one result per statement.
   const several = async (text: string): Promise<pg.QueryResult[]> =>
     (await conn.query(text)) as unknown as pg.QueryResult[];
+  let xid: string | undefined;
   let begun = false;
   let ended = false;
+  let committing = false;
+  let end: TransactionEnd<T> | undefined;
+  let unconfirmed: unknown;
   const sql: Sql = async <R>(text: string, params: readonly unknown[] = []) => {
     if (begun) return (await conn.query(pool.positionBindings(text), params as unknown[])).rows as R[];
-    const first = `begin; ${inlineParams(text, params)}`;
+    // The id costs nothing more: the batch's row locks assign one anyway.
+    const first = `begin; select pg_current_xact_id()::text as xid; ${inlineParams(text, params)}`;
     begun = true;
-    return (await several(first))[1]!.rows as R[];
+    const results = await several(first);
+    xid = (results[1]!.rows[0] as { xid: string }).xid;
+    return results[2]!.rows as R[];
   };
   try {
-    const end = await fn(sql);
+    end = await fn(sql);
     if (end.last) {
       // Built before anything is sent. On its own line: a trailing comment in the statement
       // cannot swallow the COMMIT.
       const text = `${begun ? "" : "begin; "}${inlineParams(end.last.sql, end.last.params)}\n; commit`;
       begun = true;
-      beforeCommit();
+      committing = true;
       const results = await several(text);
       ended = true;
       // PostgreSQL answers ROLLBACK to a COMMIT of a failed transaction.
       if (results[results.length - 1]?.command !== "COMMIT") throw new Error("the batch's COMMIT did not commit");
     } else if (begun) {
-      beforeCommit();
+      committing = true;
       await conn.query("commit");
       ended = true;
     }
@@ -182,9 +204,44 @@ export async function inPooledTransaction<T>(
     // Best effort, and harmless where the transaction has already ended: a failed COMMIT
     // rolled it back; on a broken connection this fails too, and the pool drops it.
     if (begun && !ended) await conn.query("rollback").catch(() => {});
-    throw converter.convertException(err as Error);
+    if (!committing || refusedBeforeCommit(err)) throw converter.convertException(err as Error);
+    unconfirmed = err;
   } finally {
+    // Released before the outcome is asked for, which takes a connection of the same pool.
     await pool.releaseConnection(conn);
+  }
+  const status = xid === undefined ? undefined : await settled(pool, xid);
+  log(`ledger: ${failureKind(unconfirmed)} after COMMIT was sent; the database reports the transaction ${status ?? "unknown"}`);
+  if (status === "committed") return end!.value;
+  if (status === "aborted") throw converter.convertException(unconfirmed as Error);
+  throw new CommitOutcomeUnknown(unconfirmed);
+}
+
+const SETTLE_WITHIN_MS = 5_000;
+
+/**
+ * What became of transaction `xid` by the database's own record (`pg_xact_status`), asked on
+ * another connection: "committed" or "aborted"; undefined when it cannot tell within a few
+ * seconds (a backend still finishing the COMMIT, or one that has not yet noticed that its
+ * client is gone, holds it "in progress") or cannot be asked (the database is unreachable).
+ */
+async function settled(pool: PooledClient, xid: string): Promise<"committed" | "aborted" | undefined> {
+  const giveUp = Date.now() + SETTLE_WITHIN_MS;
+  for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
+    let status: unknown;
+    try {
+      const conn = await pool.acquireConnection();
+      try {
+        status = (await conn.query("select pg_xact_status($1::xid8) as status", [xid])).rows[0]?.status;
+      } finally {
+        await pool.releaseConnection(conn);
+      }
+    } catch {
+      return undefined;
+    }
+    if (status === "committed" || status === "aborted") return status;
+    if (Date.now() + pause > giveUp) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }
 
@@ -214,8 +271,9 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
  * Runs `fn` in a database transaction on a fresh fork of the entity manager, retrying a
  * deadlock or serialization failure a few times, and a lost connection while `fn` ran (a
  * pooled connection can die under it, e.g. terminated by the server): nothing was
- * committed then. A connection lost during COMMIT is not retried: the work may have been
- * committed. Every failure leaves as a LedgerError.
+ * committed then. Once COMMIT is under way, a failure the database did not raise as a
+ * refusal (a lost connection, a cancel) is not retried and answers UNAVAILABLE, "may have
+ * taken effect": the work may have been committed. Every failure leaves as a LedgerError.
  */
 export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -228,6 +286,9 @@ export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityMana
       });
     } catch (err) {
       if ((isRetryable(err) || (!committing && isConnectionError(err))) && attempt < 3) continue;
+      // Past this point a failure may come after a COMMIT that took effect (see
+      // `refusedBeforeCommit`): never INTERNAL, which reads as "nothing happened".
+      if (committing && !refusedBeforeCommit(err)) throw withCause(outcomeUnknown(), err);
       throw toLedgerError(err);
     }
   }
