@@ -77,7 +77,16 @@ export class MovementBatcher {
     private readonly single: (m: MovementRequest) => Promise<MovementResult>,
     opts: BatchingOptions & { onBatch?: (size: number) => void; log?: (msg: string) => void } = {},
   ) {
-    this.log = opts.log ?? (() => {});
+    const log = opts.log;
+    // A log line must never change a movement's outcome (a throw here would turn a committed
+    // batch into a rerun).
+    this.log = (msg) => {
+      try {
+        log?.(msg);
+      } catch {
+        // ignored
+      }
+    };
     const checked = checkBatchingOptions(opts);
     this.maxBatch = checked.maxBatch;
     this.maxInFlight = checked.maxInFlight;

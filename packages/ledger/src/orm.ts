@@ -10,6 +10,7 @@ import {
   isRetryable,
   outcomeUnknown,
   refusedBeforeCommit,
+  sqlState,
   toLedgerError,
   withCause,
 } from "./db-errors.js";
@@ -221,27 +222,47 @@ const SETTLE_WITHIN_MS = 5_000;
 
 /**
  * What became of transaction `xid` by the database's own record (`pg_xact_status`), asked on
- * another connection: "committed" or "aborted"; undefined when it cannot tell within a few
- * seconds (a backend still finishing the COMMIT, or one that has not yet noticed that its
- * client is gone, holds it "in progress") or cannot be asked (the database is unreachable).
+ * other connections of the pool: "committed" or "aborted"; undefined when it cannot tell
+ * within 5 s, acquiring a connection and waiting for replies included. Until then an answer
+ * of "in progress" (a backend still finishing its COMMIT, or one that has not yet noticed that
+ * its client is gone) or a failed ask (a pooled connection that died with the batch's, a
+ * database restarting) is asked again.
  */
 async function settled(pool: PooledClient, xid: string): Promise<"committed" | "aborted" | undefined> {
   const giveUp = Date.now() + SETTLE_WITHIN_MS;
   for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
-    let status: unknown;
-    try {
-      const conn = await pool.acquireConnection();
-      try {
-        status = (await conn.query("select pg_xact_status($1::xid8) as status", [xid])).rows[0]?.status;
-      } finally {
-        await pool.releaseConnection(conn);
-      }
-    } catch {
-      return undefined;
-    }
+    const status = await xactStatus(pool, xid, giveUp - Date.now()).catch(() => undefined);
     if (status === "committed" || status === "aborted") return status;
-    if (Date.now() + pause > giveUp) return undefined;
+    if (Date.now() + pause >= giveUp) return undefined;
     await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}
+
+/** One ask of `pg_xact_status`, answered within `withinMs` or undefined. */
+async function xactStatus(pool: PooledClient, xid: string, withinMs: number): Promise<unknown> {
+  const until = Date.now() + withinMs;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, withinMs, undefined)));
+  const acquiring = pool.acquireConnection();
+  const conn = await Promise.race([acquiring, late]);
+  clearTimeout(timer);
+  if (conn === undefined) {
+    acquiring.then((c) => pool.releaseConnection(c)).catch(() => {});
+    return undefined;
+  }
+  try {
+    const query = { text: "select pg_xact_status($1::xid8) as status", values: [xid], query_timeout: Math.max(1, until - Date.now()) };
+    return (await conn.query(query)).rows[0]?.status;
+  } catch (err) {
+    if (sqlState(err) === undefined) {
+      // No answer from the server (a timeout, a broken connection) may mean none ever comes:
+      // knex's own mark for a broken connection makes the pool destroy it, not hand it out.
+      (conn as { __knex__disposed?: unknown }).__knex__disposed = err;
+      void conn.end().catch(() => {});
+    }
+    throw err;
+  } finally {
+    await pool.releaseConnection(conn);
   }
 }
 
@@ -272,23 +293,37 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
  * deadlock or serialization failure a few times, and a lost connection while `fn` ran (a
  * pooled connection can die under it, e.g. terminated by the server): nothing was
  * committed then. Once COMMIT is under way, a failure the database did not raise as a
- * refusal (a lost connection, a cancel) is not retried and answers UNAVAILABLE, "may have
- * taken effect": the work may have been committed. Every failure leaves as a LedgerError.
+ * refusal (a lost connection, a cancel) is settled as in `inPooledTransaction`, by the
+ * transaction's id, which costs this path one more round trip (MikroORM sends BEGIN on its
+ * own): committed, and `fn`'s value is returned; rolled back, and it counts as a failure
+ * before COMMIT; unknown, and it answers UNAVAILABLE "may have taken effect", never
+ * INTERNAL. Every failure leaves as a LedgerError.
  */
 export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
+  const pool = orm.em.getConnection().getKnex().client as PooledClient;
   for (let attempt = 1; ; attempt++) {
-    let committing = false;
+    // Filled once `fn` is done, when only MikroORM's COMMIT is left to run. (A holder: the
+    // compiler does not see an assignment made in the callback.)
+    const body: { done?: { value: T; xid: string | null } } = {};
     try {
       return await orm.em.fork().transactional(async (tx) => {
         const value = await fn(tx);
-        committing = true;
+        // MikroORM would flush after this callback; here, so that the id covers its writes and
+        // only COMMIT is left once `done` is set.
+        await tx.flush();
+        const [row] = await runSql<{ xid: string | null }>(tx, "select pg_current_xact_id_if_assigned()::text as xid");
+        body.done = { value, xid: row?.xid ?? null };
         return value;
       });
     } catch (err) {
-      if ((isRetryable(err) || (!committing && isConnectionError(err))) && attempt < 3) continue;
-      // Past this point a failure may come after a COMMIT that took effect (see
-      // `refusedBeforeCommit`): never INTERNAL, which reads as "nothing happened".
-      if (committing && !refusedBeforeCommit(err)) throw withCause(outcomeUnknown(), err);
+      const { done } = body;
+      if (done && !refusedBeforeCommit(err)) {
+        // No id: `fn` wrote nothing, so there was nothing to commit.
+        const status = done.xid === null ? "committed" : await settled(pool, done.xid);
+        if (status === "committed") return done.value;
+        if (status === undefined) throw withCause(outcomeUnknown(), err);
+      }
+      if ((isRetryable(err) || isConnectionError(err)) && attempt < 3) continue;
       throw toLedgerError(err);
     }
   }
