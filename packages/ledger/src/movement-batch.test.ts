@@ -64,6 +64,26 @@ async function batchSizesOf<T>(fn: () => Promise<T>): Promise<{ value: T; sizes:
   return { value, sizes: batches.slice(from) };
 }
 
+/**
+ * A test trigger on new account_transactions rows, run `before` the insert or `deferred` to
+ * COMMIT; its plpgsql `body` sees the row as `new` and ends in its own `return`. Resolves to
+ * its removal.
+ */
+async function transactionTrigger(name: string, when: "before" | "deferred", body: string): Promise<() => Promise<void>> {
+  await sql(db.url, `create function ${name}() returns trigger language plpgsql as $$ begin ${body} end $$`);
+  await sql(
+    db.url,
+    when === "before"
+      ? `create trigger ${name} before insert on account_transactions for each row execute function ${name}()`
+      : `create constraint trigger ${name} after insert on account_transactions
+           deferrable initially deferred for each row execute function ${name}()`,
+  );
+  return async () => {
+    await sql(db.url, `drop trigger ${name} on account_transactions`);
+    await sql(db.url, `drop function ${name}()`);
+  };
+}
+
 /** History and balances agree, and no pooled connection was left inside a transaction. */
 const verified = async () => {
   expect((await ledger.integrity.verify()).problems).toEqual([]);
@@ -343,15 +363,7 @@ describe("a failing batch", () => {
   it("a write that leaves out a row it decided on fails in its own statement, so its COMMIT never runs", async () => {
     const b = await open("gc-short", 100n);
     // Silently drops one row the batch decided to write (a BEFORE trigger returning null).
-    await sql(
-      db.url,
-      `create function test_skip_13() returns trigger language plpgsql as $$
-       begin
-         if new.amount_cents = 13 then return null; end if;
-         return new;
-       end $$`,
-    );
-    await sql(db.url, "create trigger test_skip_13 before insert on account_transactions for each row execute function test_skip_13()");
+    const drop = await transactionTrigger("test_skip_13", "before", "if new.amount_cents = 13 then return null; end if; return new;");
     try {
       const { value: results, sizes } = await batchSizesOf(() =>
         Promise.allSettled([debit(b.id, 1n), debit(b.id, 13n), debit(b.id, 3n)]),
@@ -362,8 +374,7 @@ describe("a failing batch", () => {
       expect(takeLogs()).toEqual(["ledger: a batch of 3 movement(s) failed (SQLSTATE XX000); running them one by one"]);
       expect(summary(results)).toEqual(["ok:99", "INTERNAL", "ok:96"]);
     } finally {
-      await sql(db.url, "drop trigger test_skip_13 on account_transactions");
-      await sql(db.url, "drop function test_skip_13()");
+      await drop();
     }
     expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "96", version: "3" });
     expect((await transactionsOf(db.url, b.id)).map((t) => t.amount_cents)).toEqual(["100", "1", "3"]);
@@ -372,26 +383,13 @@ describe("a failing batch", () => {
 
   it("a failure at COMMIT (a deferred constraint) rolls the batch back and reruns it call by call", async () => {
     const b = await open("gc-commit", 50n);
-    await sql(
-      db.url,
-      `create function test_refuse_17() returns trigger language plpgsql as $$
-       begin
-         if new.amount_cents = 17 then raise exception 'no 17'; end if;
-         return null;
-       end $$`,
-    );
-    await sql(
-      db.url,
-      `create constraint trigger test_no_17 after insert on account_transactions
-         deferrable initially deferred for each row execute function test_refuse_17()`,
-    );
+    const drop = await transactionTrigger("test_no_17", "deferred", "if new.amount_cents = 17 then raise exception 'no 17'; end if; return null;");
     try {
       const results = await Promise.allSettled([credit(b.id, 5n), debit(b.id, 17n), debit(b.id, 5n)]);
       expect(summary(results)).toEqual(["ok:55", "INTERNAL", "ok:50"]);
       expect(takeLogs()).toEqual(["ledger: a batch of 3 movement(s) failed (SQLSTATE P0001); running them one by one"]);
     } finally {
-      await sql(db.url, "drop trigger test_no_17 on account_transactions");
-      await sql(db.url, "drop function test_refuse_17()");
+      await drop();
     }
     expect((await transactionsOf(db.url, b.id)).map((t) => t.amount_cents)).toEqual(["50", "5", "5"]);
     await verified();
@@ -580,18 +578,22 @@ describe("a failing batch", () => {
   });
 
   it("batching off, a cancel that lands during COMMIT: each call is answered as what the database says it became", async () => {
-    const { results, a, c } = await cancelledDuringCommit(false, "COMMIT%");
+    const { results, said, a, c } = await cancelledDuringCommit(false, "COMMIT%");
     // Committed (the cancel is reported after the commit: the usual case) and answered as
     // done, or rolled back (it landed before) and refused: never the other way round.
     const debited = results[0]!.status === "fulfilled";
     const credited = results[1]!.status === "fulfilled";
     expect(summary(results)).toEqual([debited ? "ok:90" : "INTERNAL", credited ? "ok:105" : "INTERNAL"]);
     expect([a.balance_cents, c.balance_cents]).toEqual([debited ? "90" : "100", credited ? "105" : "100"]);
+    // The cancelled COMMIT was settled by asking the database, not answered by chance.
+    const settledAs = debited && credited ? "committed" : "aborted";
+    expect(said).toEqual([`ledger: SQLSTATE 57014 after COMMIT was sent; the database reports the transaction ${settledAs}`]);
     await verified();
   });
 
   it("batching off, a cancel during COMMIT the database cannot settle: UNAVAILABLE that may have taken effect, never INTERNAL", async () => {
-    const { results, a, c } = await cancelledDuringCommit(false, "COMMIT%", { statusFails: true });
+    const { results, said, a, c } = await cancelledDuringCommit(false, "COMMIT%", { statusFails: true });
+    expect(said).toEqual(["ledger: SQLSTATE 57014 after COMMIT was sent; the database reports the transaction unknown"]);
     // The cancelled COMMIT cannot be settled; the other call went through and moved its balance.
     expect(summary(results).filter((r) => r === "UNAVAILABLE")).toHaveLength(1);
     const cases = [
@@ -605,53 +607,71 @@ describe("a failing batch", () => {
     await verified();
   });
 
-  it("the connection lost while COMMIT is still running: the database says in progress, then committed; each call answered once", async () => {
-    const a = await open("gc-drop", 100n);
-    const c = await open("gc-drop", 100n);
-    // COMMIT runs a deferred trigger that sleeps 1 s; 200 ms after the write and COMMIT are
-    // sent, the client side of the connection drops (as a network failure would), so the
-    // backend finishes the COMMIT with nobody to tell.
-    await sql(
-      db.url,
-      `create function test_slow_commit() returns trigger language plpgsql as $$
-       begin
-         if new.amount_cents = 23 then perform pg_sleep(1); end if;
-         return new;
-       end $$`,
-    );
-    await sql(
-      db.url,
-      `create constraint trigger test_slow_commit after insert on account_transactions
-         deferrable initially deferred for each row execute function test_slow_commit()`,
-    );
-    const original = pg.Client.prototype.query;
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const text = args[0];
-      if (typeof text === "string" && text.endsWith("; commit")) {
-        setTimeout(() => (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(), 200);
+  for (const batching of [true, false]) {
+    it(`the connection lost while COMMIT is still running (batching ${batching ? "on" : "off"}): in progress, then committed; each call answered once`, async () => {
+      // COMMIT runs a deferred trigger that sleeps 1 s; 200 ms after COMMIT is sent, the
+      // client side of the connection drops (as a network failure would), so the backend
+      // finishes the COMMIT with nobody to tell.
+      const drop = await transactionTrigger("test_slow_commit", "deferred", "if new.amount_cents = 23 then perform pg_sleep(1); end if; return new;");
+      const lines: string[] = [];
+      const l = await openLedger({ databaseUrl: db.url, migrate: false, log: (m) => lines.push(m), ...(batching ? {} : { batching: false }) });
+      // The batch sends its text as a string; knex (batching off) a query config.
+      const isCommit = (query: unknown) => {
+        const text = typeof query === "string" ? query : (query as { text?: unknown } | null)?.text;
+        return typeof text === "string" && (batching ? text.endsWith("; commit") : text === "COMMIT;");
+      };
+      const original = pg.Client.prototype.query;
+      let results: PromiseSettledResult<MovementResult>[];
+      try {
+        const a = await l.balances.create(balanceInput({ userId: "gc-drop", balanceCents: 100n }));
+        const c = await l.balances.create(balanceInput({ userId: "gc-drop", balanceCents: 100n }));
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          if (!isCommit(args[0])) return (original as (...a: unknown[]) => unknown).apply(this, args);
+          // Answered through a promise (the batch) or a callback (knex).
+          let answered = false;
+          const last = args[args.length - 1];
+          if (typeof last === "function") {
+            args[args.length - 1] = (...reply: unknown[]) => {
+              answered = true;
+              return (last as (...r: unknown[]) => unknown)(...reply);
+            };
+          }
+          const out = (original as (...a: unknown[]) => unknown).apply(this, args);
+          if (out instanceof Promise) {
+            out.then(
+              () => (answered = true),
+              () => (answered = true),
+            );
+          }
+          const socket = (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream;
+          setTimeout(() => answered || socket.destroy(), 200);
+          return out;
+        } as typeof original;
+        results = await Promise.allSettled([
+          l.movements.debit({ balanceId: a.id, amountCents: 23n, allowNegative: false, metadata: {} }),
+          l.movements.credit({ balanceId: c.id, amountCents: 5n, metadata: {} }),
+        ]);
+        pg.Client.prototype.query = original;
+        expect(summary(results)).toEqual(["ok:77", "ok:105"]);
+        expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "77", version: "2" });
+        expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
+      } finally {
+        pg.Client.prototype.query = original;
+        await l.close();
+        await drop();
       }
-      return (original as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof original;
-    let results: PromiseSettledResult<MovementResult>[];
-    try {
-      results = await Promise.allSettled([debit(a.id, 23n), credit(c.id, 5n)]);
-    } finally {
-      pg.Client.prototype.query = original;
-      await sql(db.url, "drop trigger test_slow_commit on account_transactions");
-      await sql(db.url, "drop function test_slow_commit()");
-    }
-    expect(summary(results)).toEqual(["ok:77", "ok:105"]);
-    expect(takeLogs()).toEqual(["ledger: connection lost after COMMIT was sent; the database reports the transaction committed"]);
-    expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "77", version: "2" });
-    expect(await balanceRowOf(db.url, c.id)).toMatchObject({ balance_cents: "105", version: "2" });
-    await verified();
-  });
+      expect(lines.filter((m) => m.includes("COMMIT") || m.includes(" batch "))).toEqual([
+        "ledger: connection lost after COMMIT was sent; the database reports the transaction committed",
+      ]);
+      await verified();
+    });
+  }
 
   // Held in the write's own statement (a row trigger) or in COMMIT (a deferred one): both
   // are in the one message, and the ledger cannot tell how far it got.
-  for (const [where, timing] of [
-    ["in the write", "before insert on account_transactions for each row"],
-    ["at COMMIT", "after insert on account_transactions deferrable initially deferred for each row"],
+  for (const [where, when] of [
+    ["in the write", "before"],
+    ["at COMMIT", "deferred"],
   ] as const) {
     it(`the connection lost ${where}, once the write and COMMIT are sent: rolled back by the database, every call run again once`, async () => {
       const a = await open("gc-commit-kill", 100n);
@@ -659,16 +679,11 @@ describe("a failing batch", () => {
       // Long enough for the observer to kill the backend; only the first time, so that the
       // calls' second run goes through.
       await sql(db.url, "create sequence test_slow_19_runs");
-      await sql(
-        db.url,
-        `create function test_slow_19() returns trigger language plpgsql as $$
-         begin
-           if new.amount_cents = 19 and nextval('test_slow_19_runs') = 1 then perform pg_sleep(5); end if;
-           return new;
-         end $$`,
+      const drop = await transactionTrigger(
+        "test_slow_19",
+        when,
+        "if new.amount_cents = 19 and nextval('test_slow_19_runs') = 1 then perform pg_sleep(5); end if; return new;",
       );
-      const constraint = timing.includes("deferrable") ? "constraint " : "";
-      await sql(db.url, `create ${constraint}trigger test_slow_19 ${timing} execute function test_slow_19()`);
       const observer = new pg.Client({ connectionString: db.url });
       observer.on("error", () => {});
       await observer.connect();
@@ -696,8 +711,7 @@ describe("a failing batch", () => {
         ]);
       } finally {
         await observer.end().catch(() => {});
-        await sql(db.url, "drop trigger test_slow_19 on account_transactions");
-        await sql(db.url, "drop function test_slow_19()");
+        await drop();
         await sql(db.url, "drop sequence test_slow_19_runs");
       }
       expect(await balanceRowOf(db.url, a.id)).toMatchObject({ balance_cents: "80", version: "3" });

@@ -143,7 +143,6 @@ export class MovementBatcher {
         outcomes = await inPooledTransaction(
           this.orm,
           (sql) => runMovementBatch(sql, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs),
-          this.log,
         );
       } catch (err) {
         if (err instanceof CommitOutcomeUnknown) {

@@ -160,7 +160,6 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
 export async function inPooledTransaction<T>(
   orm: LedgerOrm,
   fn: (sql: Sql) => Promise<TransactionEnd<T>>,
-  log: (msg: string) => void,
 ): Promise<T> {
   const converter = orm.em.getPlatform().getExceptionConverter();
   const pool = orm.em.getConnection().getKnex().client as PooledClient;
@@ -211,41 +210,63 @@ export async function inPooledTransaction<T>(
     // Released before the outcome is asked for, which takes a connection of the same pool.
     await pool.releaseConnection(conn);
   }
-  const status = xid === undefined ? undefined : await settled(pool, xid);
-  log(`ledger: ${failureKind(unconfirmed)} after COMMIT was sent; the database reports the transaction ${status ?? "unknown"}`);
+  const status = xid === undefined ? undefined : await settled(orm, unconfirmed, xid);
   if (status === "committed") return end!.value;
   if (status === "aborted") throw converter.convertException(unconfirmed as Error);
   throw new CommitOutcomeUnknown(unconfirmed);
 }
 
 const SETTLE_WITHIN_MS = 5_000;
+// One ask's most: a pooled connection that died without a word must not use up the budget.
+const ASK_WITHIN_MS = 1_000;
 
 /**
- * What became of transaction `xid` by the database's own record (`pg_xact_status`), asked on
- * other connections of the pool: "committed" or "aborted"; undefined when it cannot tell
- * within 5 s, acquiring a connection and waiting for replies included. Until then an answer
- * of "in progress" (a backend still finishing its COMMIT, or one that has not yet noticed that
- * its client is gone) or a failed ask (a pooled connection that died with the batch's, a
- * database restarting) is asked again.
+ * What became of transaction `xid`, whose COMMIT failed with `failure`, by the database's own
+ * record (`pg_xact_status`), asked on other connections of the pool: "committed" or
+ * "aborted"; undefined when it cannot tell within 5 s, acquiring connections and waiting for
+ * replies included. Until then an answer of "in progress" (a backend still finishing its
+ * COMMIT, or one that has not yet noticed that its client is gone) or a failed ask (a pooled
+ * connection that died with the transaction's, a database restarting) is asked again. Logged
+ * either way, on the ledger's log.
  */
-async function settled(pool: PooledClient, xid: string): Promise<"committed" | "aborted" | undefined> {
+async function settled(orm: LedgerOrm, failure: unknown, xid: string): Promise<"committed" | "aborted" | undefined> {
+  const pool = orm.em.getConnection().getKnex().client as PooledClient;
   const giveUp = Date.now() + SETTLE_WITHIN_MS;
+  let status: "committed" | "aborted" | undefined;
   for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
-    const status = await xactStatus(pool, xid, giveUp - Date.now()).catch(() => undefined);
-    if (status === "committed" || status === "aborted") return status;
-    if (Date.now() + pause >= giveUp) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, pause));
+    const left = giveUp - Date.now();
+    if (left < 50) break;
+    const answer = await xactStatus(pool, xid, Math.min(left, ASK_WITHIN_MS)).catch(() => undefined);
+    if (answer === "committed" || answer === "aborted") {
+      status = answer;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pause, Math.max(0, giveUp - Date.now()))));
   }
+  try {
+    // The ledger's log (initOrm's `log`); a log that throws must not change the outcome.
+    orm.config.get("logger")(`ledger: ${failureKind(failure)} after COMMIT was sent; the database reports the transaction ${status ?? "unknown"}`);
+  } catch {
+    // ignored
+  }
+  return status;
 }
 
 /** One ask of `pg_xact_status`, answered within `withinMs` or undefined. */
 async function xactStatus(pool: PooledClient, xid: string, withinMs: number): Promise<unknown> {
   const until = Date.now() + withinMs;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, withinMs, undefined)));
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, withinMs, undefined);
+    timer.unref();
+  });
   const acquiring = pool.acquireConnection();
-  const conn = await Promise.race([acquiring, late]);
-  clearTimeout(timer);
+  let conn: pg.Client | undefined;
+  try {
+    conn = await Promise.race([acquiring, late]);
+  } finally {
+    clearTimeout(timer);
+  }
   if (conn === undefined) {
     acquiring.then((c) => pool.releaseConnection(c)).catch(() => {});
     return undefined;
@@ -300,7 +321,6 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
  * INTERNAL. Every failure leaves as a LedgerError.
  */
 export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
-  const pool = orm.em.getConnection().getKnex().client as PooledClient;
   for (let attempt = 1; ; attempt++) {
     // Filled once `fn` is done, when only MikroORM's COMMIT is left to run. (A holder: the
     // compiler does not see an assignment made in the callback.)
@@ -318,8 +338,9 @@ export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityMana
     } catch (err) {
       const { done } = body;
       if (done && !refusedBeforeCommit(err)) {
-        // No id: `fn` wrote nothing, so there was nothing to commit.
-        const status = done.xid === null ? "committed" : await settled(pool, done.xid);
+        // No id: `fn` wrote and locked nothing, so there was nothing to commit. (A body that
+        // only NOTIFYs would get its id at COMMIT, after this read: none does.)
+        const status = done.xid === null ? "committed" : await settled(orm, err, done.xid);
         if (status === "committed") return done.value;
         if (status === undefined) throw withCause(outcomeUnknown(), err);
       }
