@@ -12,6 +12,7 @@ import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
 import { inFork, inTransaction, runSql, type LedgerOrm } from "./orm.js";
+import { ownedBalance } from "./ownership.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
   invalid,
@@ -183,12 +184,8 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
   async function get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null> {
     if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) return null;
     return inFork(orm, async (em) => {
-      const owner = opts?.ownerId;
-      const [row] = await runSql<RawRow>(
-        em,
-        `select * from account_balances where id = ?${owner !== undefined ? " and user_id = ?" : ""}`,
-        owner !== undefined ? [id, owner] : [id],
-      );
+      const where = ownedBalance(id, opts?.ownerId);
+      const [row] = await runSql<RawRow>(em, `select * from account_balances where ${where.sql}`, where.params);
       return row ? toBalanceRecord(em, row) : null;
     });
   }

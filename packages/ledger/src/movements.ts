@@ -5,6 +5,7 @@ import { newTransactionId } from "./ids.js";
 import type { Idempotency, IdempotencyKey } from "./idempotency.js";
 import { MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
 import { inTransaction, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import { ownedBalance } from "./ownership.js";
 import { checkMovement, movementCodec, notFound, prepareMovement, type MovementValue } from "./movement-rules.js";
 import { toBalanceRecord, toTransactionRecord, type RawRow } from "./records.js";
 
@@ -146,14 +147,15 @@ interface LockedBalance {
 async function apply(em: LedgerEntityManager, m: MovementRequest): Promise<MovementValue> {
   if (m.balanceId === "") throw notFound();
   // The row lock serialises every movement of this balance (and the expiry sweeper).
+  const where = ownedBalance(m.balanceId, m.ownerId);
   const locked = (await runSql(
     em,
     `select id, balance_cents, status, expires_at,
             (expires_at is not null and expires_at <= clock_timestamp()) as expired
        from account_balances
-      where id = ?${m.ownerId !== undefined ? " and user_id = ?" : ""}
+      where ${where.sql}
       for update`,
-    m.ownerId !== undefined ? [m.balanceId, m.ownerId] : [m.balanceId],
+    where.params,
   )) as LockedBalance[];
   const row = locked[0];
   if (!row) throw notFound();

@@ -4,6 +4,7 @@ import type { AccountTransactionRecord } from "./entities/account-transaction.en
 import { MAX_PAGE_LIMIT, type BalanceFilter, type OwnerScope, type Page, type PageRequest } from "./balances.js";
 import { LedgerError } from "./errors.js";
 import { inSnapshot, runSql, type LedgerOrm } from "./orm.js";
+import { ownedBalance } from "./ownership.js";
 import { toBalanceRecord, toTransactionRecord, type RawRow } from "./records.js";
 import {
   invalid,
@@ -218,6 +219,7 @@ export function statisticsQuery(balanceId: string, window: StatisticsWindow, own
   }
   const credit = "t.transaction_type = 'credit'";
   const debit = "t.transaction_type in ('debit', 'expiration')";
+  const owned = ownedBalance(balanceId, ownerId, "b");
   const epochMs = (e: string) => `(extract(epoch from ${e}) * 1000)::bigint::text`;
   // One statement: the current balance and the aggregates come from the same snapshot.
   return {
@@ -239,8 +241,8 @@ export function statisticsQuery(balanceId: string, window: StatisticsWindow, own
                from account_transactions t
               where ${inner.join(" and ")}
            ) s
-           where b.id = ?${ownerId !== undefined ? " and b.user_id = ?" : ""}`,
-    params: [...innerParams, balanceId, ...(ownerId !== undefined ? [ownerId] : [])],
+           where ${owned.sql}`,
+    params: [...innerParams, ...owned.params],
   };
 }
 
@@ -337,11 +339,10 @@ export function createReads(orm: LedgerOrm): Reads {
       let knownTotal: number | undefined;
       if ("balanceId" in checked) {
         if (checked.balanceId === "") throw notFound();
-        const visible = (await runSql(
-          em,
-          `select last_sequence from account_balances where id = ?${checked.ownerId !== undefined ? " and user_id = ?" : ""}`,
-          checked.ownerId !== undefined ? [checked.balanceId, checked.ownerId] : [checked.balanceId],
-        )) as Array<{ last_sequence: string }>;
+        const owned = ownedBalance(checked.balanceId, checked.ownerId);
+        const visible = (await runSql(em, `select last_sequence from account_balances where ${owned.sql}`, owned.params)) as Array<{
+          last_sequence: string;
+        }>;
         if (visible.length === 0) throw notFound();
         if (unfiltered) knownTotal = Number(visible[0]!.last_sequence);
       }
