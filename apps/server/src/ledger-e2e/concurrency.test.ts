@@ -49,7 +49,9 @@ describe.each(MODES)("$name", ({ processes, start }) => {
   }
 
   async function expectChainWhole(balanceId: string, expectedCents: bigint, expectedCount: number): Promise<void> {
-    const [history, balance] = await Promise.all([historyOf(d, balanceId), storedBalance(d, balanceId)]);
+    // One after the other: both use the one client `d` (pg deprecates overlapping queries).
+    const history = await historyOf(d, balanceId);
+    const balance = await storedBalance(d, balanceId);
     expect(chainProblems(history, balance), `chain of ${balanceId}`).toEqual([]);
     expect(balance.cents).toBe(expectedCents);
     expect(history).toHaveLength(expectedCount);
