@@ -12,7 +12,7 @@ import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
 import { inFork, inTransaction, runSql, type LedgerOrm } from "./orm.js";
-import { ownedBalance } from "./ownership.js";
+import { ownedBalance, ownedBalanceFilter } from "./ownership.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
   invalid,
@@ -101,10 +101,6 @@ export const MAX_PAGE_LIMIT = 1000;
 
 function notFound(): LedgerError {
   return new LedgerError("NOT_FOUND", "balance not found");
-}
-
-function ownedBy(id: string, opts?: OwnerScope): FilterQuery<AccountBalanceRecord> {
-  return opts?.ownerId !== undefined ? { id, userId: opts.ownerId } : { id };
 }
 
 function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -227,7 +223,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
 
     return inTransaction(orm, async (em) => (await idempotency.run(em, key, operation, balanceCodec, async () => {
       // The row lock orders this change after any in-flight credit or debit of the balance.
-      const balance = await em.findOne(AccountBalance, ownedBy(id, opts), { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
       if (!balance) throw notFound();
 
       let changed = false;

@@ -3,7 +3,7 @@ import { LedgerError } from "./errors.js";
 import type { Idempotency } from "./idempotency.js";
 import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
 import type { MovementRequest, MovementResult } from "./movements.js";
-import { inPooledTransaction, type LedgerOrm } from "./orm.js";
+import { inPooledTransaction, safeLog, type LedgerOrm } from "./orm.js";
 
 export interface BatchingOptions {
   /** Most movements per database transaction: 1 … 10000, default 256. */
@@ -77,16 +77,9 @@ export class MovementBatcher {
     private readonly single: (m: MovementRequest) => Promise<MovementResult>,
     opts: BatchingOptions & { onBatch?: (size: number) => void; log?: (msg: string) => void } = {},
   ) {
-    const log = opts.log;
     // A log line must never change a movement's outcome (a throw here would turn a committed
     // batch into a rerun).
-    this.log = (msg) => {
-      try {
-        log?.(msg);
-      } catch {
-        // ignored
-      }
-    };
+    this.log = safeLog(opts.log);
     const checked = checkBatchingOptions(opts);
     this.maxBatch = checked.maxBatch;
     this.maxInFlight = checked.maxInFlight;

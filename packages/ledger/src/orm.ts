@@ -96,6 +96,20 @@ interface PooledClient {
   positionBindings(sql: string): string;
 }
 
+/** The pool under MikroORM's knex, for the paths that run `pg` connections directly. */
+const poolOf = (orm: LedgerOrm): PooledClient => orm.em.getConnection().getKnex().client as PooledClient;
+
+/** `log` (or nothing) such that a log that throws cannot change an outcome. */
+export function safeLog(log: ((msg: string) => void) | undefined): (msg: string) => void {
+  return (msg) => {
+    try {
+      log?.(msg);
+    } catch {
+      // ignored
+    }
+  };
+}
+
 const DOLLAR_TAG = "$v$";
 
 /**
@@ -142,7 +156,7 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
  * has knex build a transactor (a new function with ~100 properties defined on it) for every
  * batch; those ~20 KB live as long as the batch and were the largest single source of bytes
  * the server promoted to the old generation under load. Failures leave as MikroORM's
- * exceptions, as from runSql.
+ * exceptions, as from runSql, but for `CommitOutcomeUnknown` (below).
  *
  * BEGIN goes in one message with the first statement, COMMIT with the body's `last`, both
  * as simple queries with their parameters inlined: a batch of one lock and one write takes
@@ -153,8 +167,9 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
  * Once COMMIT is sent, a failure other than the database's refusal of the message
  * (`refusedBeforeCommit`) may come after a COMMIT that took effect: a lost connection, a
  * reply pg could not read, a cancel the server reports once the commit is done. The
- * transaction's id, taken with BEGIN, then lets the database say what became of it
- * (`settled`): committed, and `fn`'s value is returned; rolled back, and the failure is
+ * transaction's id, taken with BEGIN and the first statement, then lets the database say
+ * what became of it (a body that sends only `last` has no id: its outcome stays unknown;
+ * `settled`): committed, and `fn`'s value is returned; rolled back, and the failure is
  * thrown as one before COMMIT would be; anything else throws `CommitOutcomeUnknown`.
  */
 export async function inPooledTransaction<T>(
@@ -162,7 +177,7 @@ export async function inPooledTransaction<T>(
   fn: (sql: Sql) => Promise<TransactionEnd<T>>,
 ): Promise<T> {
   const converter = orm.em.getPlatform().getExceptionConverter();
-  const pool = orm.em.getConnection().getKnex().client as PooledClient;
+  const pool = poolOf(orm);
   const conn = await pool.acquireConnection();
   // A simple query of several statements resolves to one result per statement.
   const several = async (text: string): Promise<pg.QueryResult[]> =>
@@ -230,7 +245,7 @@ const ASK_WITHIN_MS = 1_000;
  * either way, on the ledger's log.
  */
 async function settled(orm: LedgerOrm, failure: unknown, xid: string): Promise<"committed" | "aborted" | undefined> {
-  const pool = orm.em.getConnection().getKnex().client as PooledClient;
+  const pool = poolOf(orm);
   const giveUp = Date.now() + SETTLE_WITHIN_MS;
   let status: "committed" | "aborted" | undefined;
   for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
@@ -243,12 +258,10 @@ async function settled(orm: LedgerOrm, failure: unknown, xid: string): Promise<"
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, Math.max(0, giveUp - Date.now()))));
   }
-  try {
-    // The ledger's log (initOrm's `log`); a log that throws must not change the outcome.
-    orm.config.get("logger")(`ledger: ${failureKind(failure)} after COMMIT was sent; the database reports the transaction ${status ?? "unknown"}`);
-  } catch {
-    // ignored
-  }
+  // The ledger's log: initOrm's `log`, which MikroORM keeps as its logger.
+  safeLog(orm.config.get("logger"))(
+    `ledger: ${failureKind(failure)} after COMMIT was sent; the database reports the transaction ${status ?? "unknown"}`,
+  );
   return status;
 }
 
@@ -316,8 +329,8 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
  * committed then. Once COMMIT is under way, a failure the database did not raise as a
  * refusal (a lost connection, a cancel) is settled as in `inPooledTransaction`, by the
  * transaction's id, which costs this path one more round trip (MikroORM sends BEGIN on its
- * own): committed, and `fn`'s value is returned; rolled back, and it counts as a failure
- * before COMMIT; unknown, and it answers UNAVAILABLE "may have taken effect", never
+ * own): committed, and `fn`'s value is returned; rolled back, and `fn` runs again (3
+ * attempts in all); unknown, and it answers UNAVAILABLE "may have taken effect", never
  * INTERNAL. Every failure leaves as a LedgerError.
  */
 export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityManager) => Promise<T>): Promise<T> {
@@ -343,6 +356,8 @@ export async function inTransaction<T>(orm: LedgerOrm, fn: (em: LedgerEntityMana
         const status = done.xid === null ? "committed" : await settled(orm, err, done.xid);
         if (status === "committed") return done.value;
         if (status === undefined) throw withCause(outcomeUnknown(), err);
+        // Rolled back: nothing was written, so the body runs again, as the batch's calls do.
+        if (attempt < 3) continue;
       }
       if ((isRetryable(err) || isConnectionError(err)) && attempt < 3) continue;
       throw toLedgerError(err);
