@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { createConnectRouter, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import {
   AccountBalanceService,
   file_accountbalance_v1_account_balance_service,
@@ -175,17 +177,26 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
 }
 
 /**
- * A call without a deadline gets REQUEST_TIMEOUT_MS (connect's maxTimeoutMs only refuses
- * longer ones), so a stalled request body or a slow call ends with DEADLINE_EXCEEDED
- * instead of holding its stream. Shorter client deadlines are kept.
+ * A call without a deadline gets REQUEST_TIMEOUT_MS, so a stalled request body or a slow call
+ * ends with DEADLINE_EXCEEDED instead of holding its stream; a deadline longer than that is
+ * cut to it (the server's cap on one call either way). Shorter client deadlines are kept.
+ * connect would refuse a longer one, but only after arming the deadline's timer with it:
+ * Node turns a delay past 2^31-1 ms into 1 ms and prints a TimeoutOverflowWarning, so any
+ * client could write a line to the server's stderr per request ("grpc-timeout: 99999999H").
  */
 function defaultDeadline(req: { url?: string; headers: Record<string, string | string[] | undefined> }, ms: number): void {
   // Only the account-balance RPCs (all unary): a health Watch or a reflection stream may live long.
   if (!req.url?.startsWith("/accountbalance.")) return;
-  if (req.headers["grpc-timeout"] === undefined && req.headers["connect-timeout-ms"] === undefined) {
+  const grpc = req.headers["grpc-timeout"];
+  const connect = req.headers["connect-timeout-ms"];
+  if (grpc === undefined && connect === undefined) {
     req.headers["grpc-timeout"] = `${ms}m`;
     req.headers["connect-timeout-ms"] = String(ms);
+    return;
   }
+  // Malformed values are left for connect to refuse (it arms no timer for them).
+  if (typeof grpc === "string" && (parseGrpcTimeout(grpc, ms).timeoutMs ?? 0) > ms) req.headers["grpc-timeout"] = `${ms}m`;
+  if (typeof connect === "string" && (parseConnectTimeout(connect, ms).timeoutMs ?? 0) > ms) req.headers["connect-timeout-ms"] = String(ms);
 }
 
 function sessionProvider(config: Config, ledger: Ledger, log: Logger): SessionProvider {

@@ -135,6 +135,31 @@ describe("requests the short path leaves to connect get connect's answer", () =>
   });
 });
 
+describe("deadlines longer than the server's cap", () => {
+  it("are cut to REQUEST_TIMEOUT_MS and served, over gRPC and Connect, without a warning on the server's stderr", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const before = await counts();
+      const overGrpc = await h2.call(`${SERVICE}/DebitBalance`, { ...auth, "grpc-timeout": "99999999H" }, frame(debit(1n)));
+      expect(overGrpc.grpcStatus).toBe(0);
+      const overConnect = await fetch(`${server.baseUrl}${SERVICE}/DebitBalance`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json", "connect-protocol-version": "1", "connect-timeout-ms": "9999999999" },
+        body: JSON.stringify({ id: balanceId, amountCents: "1" }),
+      });
+      expect(overConnect.status).toBe(200);
+      expect(await counts()).toEqual({ cents: String(BigInt(before.cents) - 2n), transactions: String(Number(before.transactions) + 2) });
+      // Node reports a timer past 2^31-1 ms asynchronously.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe("a client that goes away", () => {
   it("a stream reset before its body ends runs nothing, and the connection's next call is served", async () => {
     const before = await counts();
