@@ -49,9 +49,7 @@ describe.each(MODES)("$name", ({ processes, start }) => {
   }
 
   async function expectChainWhole(balanceId: string, expectedCents: bigint, expectedCount: number): Promise<void> {
-    // One after the other: both use the one client `d` (pg deprecates overlapping queries).
-    const history = await historyOf(d, balanceId);
-    const balance = await storedBalance(d, balanceId);
+    const [history, balance] = await Promise.all([historyOf(d, balanceId), storedBalance(d, balanceId)]);
     expect(chainProblems(history, balance), `chain of ${balanceId}`).toEqual([]);
     expect(balance.cents).toBe(expectedCents);
     expect(history).toHaveLength(expectedCount);
@@ -161,17 +159,18 @@ describe.each(MODES)("$name", ({ processes, start }) => {
     });
     console.log(`[${label}] outcomes`, countBy(outcomes, (o) => (o.ok ? "ok" : String(o.reason))));
 
-    // Balance by balance: the checks read through the one client `d`.
-    for (const [b, id] of ids.entries()) {
-      const expected = BigInt(openings[b]! + credited[b]! - debited[b]!);
-      const opening = openings[b]! > 0 ? 1 : 0;
-      await expectChainWhole(id, expected, opening + passedPerBalance[b]!);
-      const history = await historyOf(d, id);
-      // Every answered transaction is stored, and nothing else was written.
-      expect(new Set(history.filter((t) => t.type !== "adjustment").map((t) => t.id)), label).toEqual(seenTxnIds[b]);
-      const over = expectOk(await api(b).call("grpc", "GetBalance", { id }, service));
-      expect(over.data.balance_cents, label).toBe(Number(expected));
-    }
+    await Promise.all(
+      ids.map(async (id, b) => {
+        const expected = BigInt(openings[b]! + credited[b]! - debited[b]!);
+        const opening = openings[b]! > 0 ? 1 : 0;
+        await expectChainWhole(id, expected, opening + passedPerBalance[b]!);
+        const history = await historyOf(d, id);
+        // Every answered transaction is stored, and nothing else was written.
+        expect(new Set(history.filter((t) => t.type !== "adjustment").map((t) => t.id)), label).toEqual(seenTxnIds[b]);
+        const over = expectOk(await api(b).call("grpc", "GetBalance", { id }, service));
+        expect(over.data.balance_cents, label).toBe(Number(expected));
+      }),
+    );
   });
 
   it("one idempotency key sent 20 times at once (REST header and Connect field) writes one transaction", async () => {

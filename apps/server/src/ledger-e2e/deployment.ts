@@ -60,6 +60,7 @@ export async function processDeployment(opts: ProcessDeploymentOptions): Promise
   const serviceToken = randomToken(40);
   const running: Running[] = [];
   const client = new pg.Client({ connectionString: db.url });
+  let queued: Promise<unknown> = Promise.resolve();
   client.on("error", () => undefined);
   const ports: number[] = [];
   const sessions = new Map<string, Promise<string>>();
@@ -135,7 +136,10 @@ export async function processDeployment(opts: ProcessDeploymentOptions): Promise
       return minted;
     },
     async sql(q, params = []) {
-      return (await client.query(q, params)).rows;
+      // One client, so one query at a time: pg deprecates overlapping queries on a client.
+      const result = queued.then(() => client.query(q, params));
+      queued = result.catch(() => undefined);
+      return (await result).rows;
     },
     stop,
     close,

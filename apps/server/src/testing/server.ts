@@ -69,6 +69,7 @@ export async function startTestServer(env: Record<string, string | undefined> = 
   const client = new pg.Client({ connectionString: db.url });
   client.on("error", () => undefined);
   const connected = client.connect();
+  let queued: Promise<unknown> = Promise.resolve();
   let closed: Promise<void> | undefined;
   const baseUrl = `http://127.0.0.1:${app.port}`;
   return {
@@ -85,8 +86,10 @@ export async function startTestServer(env: Record<string, string | undefined> = 
     },
     async sql(query, params = []) {
       await connected;
-      const result = await client.query(query, params);
-      return result.rows;
+      // One client, so one query at a time: pg deprecates overlapping queries on a client.
+      const result = queued.then(() => client.query(query, params));
+      queued = result.catch(() => undefined);
+      return (await result).rows;
     },
     close() {
       closed ??= (async () => {
