@@ -6,10 +6,10 @@ import { createIntegrity, type Integrity } from "./integrity.js";
 import { checkBatchingOptions, type BatchingOptions } from "./movement-batcher.js";
 import { createMovements, type MovementKind, type MovementOutcome, type Movements } from "./movements.js";
 import { createReads, type Reads } from "./reads.js";
-import { isConnectionError } from "./db-errors.js";
+import { isConnectionError, toLedgerError } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 import { LedgerError } from "./errors.js";
-import { applyMigrations, initOrm, MIGRATIONS_TABLE, migrationNames, type LedgerOrm } from "./orm.js";
+import { applyMigrations, checkServerVersion, initOrm, MIGRATIONS_TABLE, migrationNames, runSql, type LedgerOrm } from "./orm.js";
 import { createSessions, type Sessions } from "./sessions.js";
 
 export interface OpenLedgerOptions {
@@ -102,14 +102,18 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
     await embedded?.stop();
     throw err;
   }
+  // With migrations, the database must answer at open (without, the ledger opens while it is
+  // down and `ready()` says so): the server's version is checked with them.
   if (opts.migrate !== false) {
     try {
+      const [server] = await runSql<{ v: string }>(orm.em.fork(), "select current_setting('server_version_num') as v");
+      checkServerVersion(server?.v ?? "");
       const applied = await applyMigrations(orm, databaseUrl);
       if (applied.length > 0) log(`ledger: applied migrations ${applied.join(", ")}`);
     } catch (err) {
       await orm.close(true).catch(() => {});
       await embedded?.stop();
-      throw err;
+      throw toLedgerError(err);
     }
   }
 

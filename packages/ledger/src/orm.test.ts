@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inlineParams } from "./orm.js";
+import { checkServerVersion, inlineParams } from "./orm.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
 
 // The batch sends BEGIN and COMMIT in one message with its statements, so their parameters
@@ -76,5 +76,14 @@ describe("inlineParams", () => {
     expect(() => inlineParams("select ?", [1, 2])).toThrow(TypeError);
     expect(() => inlineParams("select ?", [{ a: 1 }])).toThrow(TypeError);
     expect(() => inlineParams("select ?", [true])).toThrow(TypeError);
+  });
+});
+
+describe("checkServerVersion", () => {
+  it("takes PostgreSQL 13 and later, and refuses older servers and unreadable answers by name", () => {
+    for (const ok of ["130000", "150019", "180001"]) expect(() => checkServerVersion(ok)).not.toThrow();
+    for (const old of ["120015", "90624", "", "abc"]) {
+      expect(() => checkServerVersion(old)).toThrow(/needs PostgreSQL 13 or later; the database reports server_version_num/);
+    }
   });
 });

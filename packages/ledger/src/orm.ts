@@ -2,6 +2,7 @@ import { IsolationLevel, MikroORM, PostgreSqlDriver, type EntityManager, type Kn
 import { Migrator } from "@mikro-orm/migrations";
 import pg from "pg";
 import { entities } from "./entities/index.js";
+import { LedgerError } from "./errors.js";
 import { migrationsList } from "./migrations/index.js";
 import {
   CommitOutcomeUnknown,
@@ -25,6 +26,20 @@ export interface OrmOptions {
 }
 
 export const MIGRATIONS_TABLE = "mikro_orm_migrations";
+
+/** The oldest PostgreSQL the ledger runs on: its writes settle unclear COMMITs with
+ * `pg_current_xact_id` and `pg_xact_status`, both new in 13. */
+export const MIN_SERVER_VERSION_NUM = 130_000;
+
+/**
+ * Refuses a server older than MIN_SERVER_VERSION_NUM, given its `server_version_num`, at
+ * open: on 12 every write would fail, each as an internal error.
+ */
+export function checkServerVersion(versionNum: string): void {
+  if (!(Number(versionNum) >= MIN_SERVER_VERSION_NUM)) {
+    throw new LedgerError("UNAVAILABLE", `the ledger needs PostgreSQL 13 or later; the database reports server_version_num ${versionNum}`);
+  }
+}
 export const migrationNames: readonly string[] = migrationsList.map((m) => m.name);
 
 export function initOrm(opts: OrmOptions): Promise<LedgerOrm> {
