@@ -26,6 +26,7 @@ export interface OrmOptions {
 }
 
 export const MIGRATIONS_TABLE = "mikro_orm_migrations";
+export const migrationNames: readonly string[] = migrationsList.map((m) => m.name);
 
 /** The oldest PostgreSQL the ledger runs on: its writes settle unclear COMMITs with
  * `pg_current_xact_id` and `pg_xact_status`, both new in 13. */
@@ -40,7 +41,6 @@ export function checkServerVersion(versionNum: string): void {
     throw new LedgerError("UNAVAILABLE", `the ledger needs PostgreSQL 13 or later; the database reports server_version_num ${versionNum}`);
   }
 }
-export const migrationNames: readonly string[] = migrationsList.map((m) => m.name);
 
 export function initOrm(opts: OrmOptions): Promise<LedgerOrm> {
   const log = opts.log ?? (() => {});

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { createTestDatabase, type TestDatabase } from "@account-balance/ledger/testing";
 import { assertBuilt, childEnv, CLI_JS, freePort, MAIN_JS, runNode, startNode, waitFor, type Finished, type Running } from "../testing/process.js";
-import { randomToken, startTestServer, type TestServer } from "../testing/server.js";
+import { oneQueryAtATime, randomToken, startTestServer, type TestServer } from "../testing/server.js";
 import { restFetch } from "../testing/protocols.js";
 
 /**
@@ -60,7 +60,6 @@ export async function processDeployment(opts: ProcessDeploymentOptions): Promise
   const serviceToken = randomToken(40);
   const running: Running[] = [];
   const client = new pg.Client({ connectionString: db.url });
-  let queued: Promise<unknown> = Promise.resolve();
   client.on("error", () => undefined);
   const ports: number[] = [];
   const sessions = new Map<string, Promise<string>>();
@@ -135,12 +134,7 @@ export async function processDeployment(opts: ProcessDeploymentOptions): Promise
       }
       return minted;
     },
-    async sql(q, params = []) {
-      // One client, so one query at a time: pg deprecates overlapping queries on a client.
-      const result = queued.then(() => client.query(q, params));
-      queued = result.catch(() => undefined);
-      return (await result).rows;
-    },
+    sql: oneQueryAtATime(client),
     stop,
     close,
   };

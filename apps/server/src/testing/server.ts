@@ -52,6 +52,19 @@ export function testEnv(databaseUrl: string, serviceToken: string): Record<strin
  * Starts the whole app as main.ts does (loadConfig + startApp) on its own database.
  * `env` entries override the defaults; an entry set to undefined removes the default.
  */
+/**
+ * Rows of `query` on `client`, one query at a time: pg deprecates overlapping queries on a
+ * client, and tests read with Promise.all. `ready` is the client's connect().
+ */
+export function oneQueryAtATime(client: pg.Client, ready: Promise<unknown> = Promise.resolve()) {
+  let queued: Promise<unknown> = ready;
+  return async <R extends pg.QueryResultRow>(query: string, params: unknown[] = []): Promise<R[]> => {
+    const result = queued.then(() => client.query<R>(query, params));
+    queued = result.catch(() => undefined);
+    return (await result).rows;
+  };
+}
+
 export async function startTestServer(env: Record<string, string | undefined> = {}): Promise<TestServer> {
   const db: TestDatabase = await createTestDatabase();
   const serviceToken = randomToken(40);
@@ -69,7 +82,7 @@ export async function startTestServer(env: Record<string, string | undefined> = 
   const client = new pg.Client({ connectionString: db.url });
   client.on("error", () => undefined);
   const connected = client.connect();
-  let queued: Promise<unknown> = Promise.resolve();
+  const query = oneQueryAtATime(client, connected);
   let closed: Promise<void> | undefined;
   const baseUrl = `http://127.0.0.1:${app.port}`;
   return {
@@ -84,13 +97,7 @@ export async function startTestServer(env: Record<string, string | undefined> = 
       const minted = await app.ledger.sessions.mint({ userId, userType, ttlSeconds });
       return minted.sessionId;
     },
-    async sql(query, params = []) {
-      await connected;
-      // One client, so one query at a time: pg deprecates overlapping queries on a client.
-      const result = queued.then(() => client.query(query, params));
-      queued = result.catch(() => undefined);
-      return (await result).rows;
-    },
+    sql: query,
     close() {
       closed ??= (async () => {
         try {
