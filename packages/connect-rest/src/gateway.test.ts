@@ -398,8 +398,14 @@ describe("bodies", () => {
     expect(interceptorSaw.length).toBe(before);
     const ok = await call("/api/items/", json("POST", { name: "x" }, { "content-type": "application/json; charset=UTF-8" }));
     expect(ok.status).toBe(201);
-    const empty = await call("/api/items/", { method: "POST" });
-    expect(empty.status).toBe(201); // no body at all: an empty request
+    // Even an empty body must be declared JSON: a body-less cross-site POST needs no preflight.
+    const seen = interceptorSaw.length;
+    const bare = await call("/api/items/", { method: "POST" });
+    expect(bare.status).toBe(415);
+    expect(bare.body.error).toBe("Content-Type: application/json is required");
+    expect(interceptorSaw.length).toBe(seen);
+    const empty = await call("/api/items/", { method: "POST", headers: { "content-type": "application/json" } });
+    expect(empty.status).toBe(201); // an empty JSON body: an empty request
   });
 
   it("refuses a body past maxBodyBytes with 413", async () => {

@@ -158,10 +158,6 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
           return true;
         }
         if (bytes.length > 0) {
-          if (req.headers["content-type"] === undefined) {
-            sendError(res, new ConnectError("request body must be application/json", Code.InvalidArgument), errCtx(415));
-            return true;
-          }
           try {
             body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as JsonValue;
           } catch {
@@ -231,12 +227,17 @@ function stripBasePath(pathname: string, basePath: string): string | undefined {
   return pathname.startsWith(`${basePath}/`) ? pathname.slice(basePath.length) : undefined;
 }
 
-/** Why a body may not be accepted, or undefined. Only JSON: a form post must never move money. */
+/**
+ * Why a route that takes a body refuses this request, or undefined. Only JSON, declared, even
+ * for an empty body: a browser sends a cross-site POST without a preflight only with no
+ * content type or a form's, so a form post or a body-less one carrying a session cookie can
+ * never change anything.
+ */
 function contentRefusal(headers: IncomingHttpHeaders): string | undefined {
   const enc = headers["content-encoding"];
   if (enc !== undefined && enc.toLowerCase() !== "identity") return "compressed request bodies are not supported";
   const ct = headers["content-type"];
-  if (ct === undefined) return undefined; // an empty body needs none; a non-empty one is refused later
+  if (ct === undefined) return "Content-Type: application/json is required";
   const [mime, ...params] = ct.split(";").map((s) => s.trim().toLowerCase());
   if (mime !== "application/json") return "request body must be application/json";
   for (const p of params) {

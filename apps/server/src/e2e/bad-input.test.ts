@@ -93,7 +93,10 @@ const REST_CASES: RestCase[] = [
   { name: "credit amount_cents 2^53", method: "POST", path: "/{existing}/credit", body: `{"amount_cents":${TWO_POW_53}}`, asService: true, status: 400, code: "VALIDATION_FAILED" },
   { name: "credit as a form post", method: "POST", path: "/{existing}/credit", body: "amount_cents=5", contentType: "application/x-www-form-urlencoded", asService: true, status: 415, code: "VALIDATION_FAILED" },
   { name: 'debit allow_negative "yes"', method: "POST", path: "/{existing}/debit", body: json({ amount_cents: 1, allow_negative: "yes" }), asService: true, status: 400, code: "VALIDATION_FAILED" },
-  { name: "debit without a body", method: "POST", path: "/{existing}/debit", status: 400, code: "VALIDATION_FAILED" },
+  // Without a content type even an empty body is refused: a browser sends such a POST cross-site without a preflight.
+  { name: "debit without a body", method: "POST", path: "/{existing}/debit", status: 415, code: "VALIDATION_FAILED" },
+  { name: "create without a body or a content type", method: "POST", path: "", status: 415, code: "VALIDATION_FAILED" },
+  { name: "create with an empty JSON body and a form's content type", method: "POST", path: "", body: "", contentType: "application/x-www-form-urlencoded", status: 415, code: "VALIDATION_FAILED" },
   { name: 'transactions from "yesterday"', method: "GET", path: "/{existing}/transactions?from=yesterday", status: 400, code: "VALIDATION_FAILED" },
   { name: 'statistics to "x"', method: "GET", path: "/{existing}/statistics?to=x", status: 400, code: "VALIDATION_FAILED" },
   { name: 'expiring days "soon"', method: "GET", path: "/expiring?days=soon", asService: true, status: 400, code: "VALIDATION_FAILED" },
