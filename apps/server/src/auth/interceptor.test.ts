@@ -312,6 +312,14 @@ describe("auth interceptor: feature flags", () => {
       (await refusalOf(user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", "X-Session-ID": "bogus" } })))
         .reason,
     ).toBe("UNAUTHENTICATED");
+    // Nor is a Bearer credential that cannot be read; another scheme is not ours and is ignored.
+    for (const authorization of ["Bearer a b", "Bearer", "bearer  "]) {
+      expect(
+        await refusalOf(user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", authorization } })),
+      ).toEqual({ code: Code.Unauthenticated, reason: "UNAUTHENTICATED" });
+    }
+    const basic = await user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", authorization: "Basic dXNlcjpwdw==" } });
+    expect(basic.data?.userId).toBe("u-gw");
     // A valid session still wins over the header.
     const viaSession = await user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", "X-Session-ID": "sess-customer" } });
     expect(viaSession.data?.userId).toBe("u-customer");

@@ -2,7 +2,7 @@ import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { refusal } from "../errors.js";
 import { callerKey, type Caller } from "./caller.js";
 import { createServiceTokens } from "./service-tokens.js";
-import { findSessionId, bearerToken, type CredentialSource } from "./session-id.js";
+import { findSessionId, bearerToken, hasBearerScheme, type CredentialSource } from "./session-id.js";
 import { redact, type AuthLog, type SessionProvider } from "./session.js";
 
 export interface AuthOptions {
@@ -79,6 +79,9 @@ export function createAuthInterceptor(opts: AuthOptions): Interceptor {
       return userCaller(user.userId, user.userType);
     }
 
+    // A Bearer credential this service cannot even read ("Bearer", "Bearer a b") is a bad
+    // credential, not an absent one. Other schemes are not ours and are ignored.
+    if (hasBearerScheme(req.header)) throw unauthenticated("malformed Authorization header");
     if (!opts.requireAuth) {
       const userId = req.header.get("x-user-id")?.trim();
       if (userId) {

@@ -20,6 +20,11 @@ export function bearerToken(header: Headers): string | undefined {
   return match?.[1];
 }
 
+/** Whether `Authorization` names the Bearer scheme, readable or not. */
+export function hasBearerScheme(header: Headers): boolean {
+  return /^\s*bearer(\s|$)/i.test(header.get("authorization") ?? "");
+}
+
 function queryParam(url: string | undefined, name: string): string | undefined {
   if (url === undefined || !url.includes("?")) return undefined;
   let value: string | null;
