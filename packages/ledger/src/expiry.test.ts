@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openLedger, startSweeper, type Ledger } from "./index.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
@@ -120,6 +121,39 @@ describe("sweepExpired", () => {
       await Promise.all(others.map((o) => o.close()));
     }
   });
+});
+
+describe("a movement that waited for the balance's lock", () => {
+  // The lock is held by a session that changes nothing (a stuck client, a batch that rolls
+  // back on its lock timeout): PostgreSQL then does not recompute what the waiting scan read,
+  // so expiry must be judged on the clock after the wait, not before it.
+  for (const batching of [true, false]) {
+    it(`is refused when the balance expired during the wait (batching ${batching ? "on" : "off"})`, async () => {
+      const own = batching ? ledger : await openLedger({ databaseUrl: db.url, poolMax: 4, batching: false });
+      try {
+        const expiresAt = new Date(Date.now() + 2_000);
+        const b = await own.balances.create(balanceInput({ userId: `lockwait-${batching}`, balanceCents: 500n, expiresAt }));
+        const holder = new pg.Client({ connectionString: db.url });
+        await holder.connect();
+        try {
+          await holder.query("begin");
+          await holder.query("select id from account_balances where id = $1 for update", [b.id]);
+          // Sent well before the expiry, so it is the wait that crosses it.
+          expect(Date.now()).toBeLessThan(expiresAt.getTime() - 500);
+          const debit = refusal(own.movements.debit({ balanceId: b.id, amountCents: 50n, allowNegative: false, metadata: {} }));
+          await sleep(expiresAt.getTime() - Date.now() + 300);
+          await holder.query("commit");
+          expect((await debit).reason).toBe("BALANCE_EXPIRED");
+        } finally {
+          await holder.end();
+        }
+        expect(await balanceRowOf(db.url, b.id)).toMatchObject({ balance_cents: "500", version: "1" });
+        expect((await transactionsOf(db.url, b.id)).map((t) => t.transaction_type)).toEqual(["adjustment"]);
+      } finally {
+        if (own !== ledger) await own.close();
+      }
+    });
+  }
 });
 
 describe("startSweeper", () => {

@@ -79,18 +79,23 @@ const byKey = (a: { scope: string; key: string }, b: { scope: string; key: strin
 /**
  * Locks the balances a batch may move, in id order, with its new time (parameters: the ids
  * as a JSON array, the lock timeout in ms or null, the visible (id, owner) pairs as JSON).
+ * Expiry and the new time are read from the clock above the lock, once each row is held: a
+ * scan's own columns are computed before it waits for a row, and PostgreSQL computes them
+ * again only if the holder changed the row, so a debit that waited behind a lock on an
+ * unchanged balance would be judged unexpired at a time before the wait.
  */
-export const LOCK_BALANCES_SQL = `select b.*,
-        (b.expires_at is not null and b.expires_at <= clock_timestamp()) as expired,
-        greatest(date_trunc('milliseconds', clock_timestamp()), b.updated_at) as next_updated_at
-   from account_balances b
-  where b.id = any(array(
-          select x from jsonb_array_elements_text(?::jsonb) as x
-           where set_config('lock_timeout', coalesce(?, current_setting('lock_timeout')), true) is not null))
-    and exists (select 1 from jsonb_to_recordset(?::jsonb) as p(id text, owner text)
-                 where p.id = b.id and (p.owner is null or p.owner = b.user_id))
-  order by b.id
-    for update of b`;
+export const LOCK_BALANCES_SQL = `select l.*,
+        (l.expires_at is not null and l.expires_at <= clock_timestamp()) as expired,
+        greatest(date_trunc('milliseconds', clock_timestamp()), l.updated_at) as next_updated_at
+   from (select b.*
+           from account_balances b
+          where b.id = any(array(
+                  select x from jsonb_array_elements_text(?::jsonb) as x
+                   where set_config('lock_timeout', coalesce(?, current_setting('lock_timeout')), true) is not null))
+            and exists (select 1 from jsonb_to_recordset(?::jsonb) as p(id text, owner text)
+                         where p.id = b.id and (p.owner is null or p.owner = b.user_id))
+          order by b.id
+            for update of b) l`;
 
 /**
  * Writes a whole batch in one statement (parameters: balances, transactions, keys done, keys

@@ -150,11 +150,12 @@ async function apply(em: LedgerEntityManager, m: MovementRequest): Promise<Movem
   const where = ownedBalance(m.balanceId, m.ownerId);
   const locked = (await runSql(
     em,
-    `select id, balance_cents, status, expires_at,
-            (expires_at is not null and expires_at <= clock_timestamp()) as expired
-       from account_balances
-      where ${where.sql}
-      for update`,
+    // Expiry judged above the lock, after any wait for it (see LOCK_BALANCES_SQL).
+    `select l.*, (l.expires_at is not null and l.expires_at <= clock_timestamp()) as expired
+       from (select id, balance_cents, status, expires_at
+               from account_balances
+              where ${where.sql}
+                for update) l`,
     where.params,
   )) as LockedBalance[];
   const row = locked[0];
