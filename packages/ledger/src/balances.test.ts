@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LedgerError, openLedger, type CreateBalanceInput, type Ledger } from "./index.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
 import { sql } from "./test-support/sql.js";
@@ -149,6 +149,31 @@ describe("create", () => {
     await ledger.balances.create(input({ userId: "dup" }));
     await ledger.balances.create(input({ userId: "dup" }));
     expect(await countBalances("dup")).toBe(5);
+  });
+});
+
+describe("times", () => {
+  it("stamps creates and updates with the database's clock, not the app server's", async () => {
+    const [{ ms: dbBefore }] = await sql<{ ms: string }>(db.url, "select (extract(epoch from clock_timestamp()) * 1000)::bigint::text as ms");
+    // This process's clock a year behind: nothing the ledger writes may follow it.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() - 365 * 86_400_000 });
+    let created, updated, debited;
+    try {
+      created = await ledger.balances.create(input({ userId: "clock-1", balanceCents: 100n }));
+      updated = await ledger.balances.update(created.id, { metadata: { a: "b" } });
+      debited = await ledger.movements.debit({ balanceId: created.id, amountCents: 1n, allowNegative: false, metadata: {} });
+    } finally {
+      vi.useRealTimers();
+    }
+    const floor = Number(dbBefore) - 1;
+    expect(created.createdAt.getTime()).toBeGreaterThanOrEqual(floor);
+    expect(updated.updatedAt.getTime()).toBeGreaterThanOrEqual(created.updatedAt.getTime());
+    expect(debited.transaction.createdAt.getTime()).toBeGreaterThanOrEqual(updated.updatedAt.getTime());
+    expect(debited.transaction.createdAt.getTime()).toBeLessThanOrEqual(Date.now() + 60_000);
+    const rows = await sql<{ created_at: Date; updated_at: Date }>(db.url, "select created_at, updated_at from account_balances where id = $1", [created.id]);
+    expect(rows[0]!.created_at.getTime()).toBe(created.createdAt.getTime());
+    const opening = await sql<{ created_at: Date }>(db.url, "select created_at from account_transactions where account_balance_id = $1 and sequence = 1", [created.id]);
+    expect(opening[0]!.created_at.getTime()).toBe(created.createdAt.getTime());
   });
 });
 

@@ -11,7 +11,7 @@ import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
-import { inFork, inTransaction, runSql, type LedgerOrm } from "./orm.js";
+import { inFork, inTransaction, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { ownedBalance, ownedBalanceFilter } from "./ownership.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
@@ -133,7 +133,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
     const key = requireIdempotencyKey(opts?.idempotency);
 
     return inTransaction(orm, async (em) => (await idempotency.run(em, key, "create_balance", balanceCodec, async () => {
-      const now = new Date();
+      const now = await databaseNow(em);
       const balance = em.create(AccountBalance, {
         id: newBalanceId(),
         userId,
@@ -249,7 +249,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
       }
       if (changed) {
         balance.version = balance.version + 1n;
-        balance.updatedAt = new Date();
+        balance.updatedAt = await databaseNow(em, balance.updatedAt);
         await em.flush();
       }
       return balance;
@@ -262,4 +262,19 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
     change("close_balance", id, { status: "closed" }, opts);
 
   return { create, get, list, update, close };
+}
+
+/**
+ * The database's clock, in milliseconds and never before `notBefore`: as for movements, the
+ * times the ledger writes are the database's, whatever the clocks of the app servers say (a
+ * balance stamped by a server an hour ahead would push its every later movement, which
+ * takes `greatest(clock, updated_at)`, an hour into the future).
+ */
+async function databaseNow(em: LedgerEntityManager, notBefore?: Date): Promise<Date> {
+  const [row] = await runSql<{ ms: string }>(
+    em,
+    `select (extract(epoch from greatest(date_trunc('milliseconds', clock_timestamp()), ?::timestamptz)) * 1000)::bigint::text as ms`,
+    [notBefore?.toISOString() ?? null],
+  );
+  return new Date(Number(row!.ms));
 }
