@@ -363,6 +363,12 @@ describe("bodies", () => {
     [{ size: 3 }, "size"],
     [{ size: { width: "wide" } }, "size.width"],
     [{ created_at: "tomorrow" }, "created_at"],
+    // Date.parse would roll these over (to March 3rd, May 1st, the next day).
+    [{ created_at: "2030-02-31T00:00:00Z" }, "created_at"],
+    [{ created_at: "2023-02-29T00:00:00Z" }, "created_at"],
+    [{ created_at: "2030-04-31T00:00:00Z" }, "created_at"],
+    [{ created_at: "2030-01-01T24:00:00Z" }, "created_at"],
+    [{ created_at: "2030-01-01T00:00:00+24:00" }, "created_at"],
     [{ extra: [1] }, "extra"],
   ])("refuses the wrong type %j with a 400 naming %s", async (payload, field) => {
     const { status, body } = await call("/api/items/", json("POST", payload));
@@ -370,9 +376,34 @@ describe("bodies", () => {
     expect(body.error).toContain(field);
   });
 
+  it("takes a leap day and an offset as they are", async () => {
+    const r = await call("/api/items/", json("POST", { created_at: "2024-02-29T23:59:59.5+05:30" }));
+    expect(r.status).toBe(201);
+    expect(r.body.data.created_at).toBe("2024-02-29T18:29:59.500Z");
+  });
+
   it("refuses a body that is not a JSON object", async () => {
     expect((await call("/api/items/", json("POST", [1]))).status).toBe(400);
     expect((await call("/api/items/", json("POST", "\"text\""))).status).toBe(400);
+  });
+
+  it("refuses a key given twice, under one name or both, before calling the handler", async () => {
+    const before = interceptorSaw.length;
+    const twice = await call("/api/items/", json("POST", '{"name":"a","name":"b"}'));
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toBe('JSON key "name" appears twice in one object');
+    const nested = await call("/api/items/", json("POST", '{"name":"a","labels":{"k":"1","k":"2"}}'));
+    expect(nested.status).toBe(400);
+    expect(nested.body.error).toBe('JSON key "k" appears twice in one object');
+    const both = await call("/api/items/", json("POST", { created_at: "2030-01-01T00:00:00Z", createdAt: "2031-01-01T00:00:00Z" }));
+    expect(both.status).toBe(400);
+    expect(both.body.error).toBe('created_at: given twice (as "created_at" and "createdAt")');
+    expect(interceptorSaw.length).toBe(before);
+    const escaped = await call("/api/items/", json("POST", '{"name":"a","\\u006eame":"b"}'));
+    expect(escaped.status).toBe(400);
+    expect(escaped.body.error).toBe('JSON key "name" appears twice in one object');
+    // The same key in different objects is fine.
+    expect((await call("/api/items/", json("POST", { name: "x", labels: { name: "y" } }))).status).toBe(201);
   });
 
   it("refuses malformed JSON with 400", async () => {

@@ -7,6 +7,7 @@ import type { DescMethod, DescMethodUnary, DescService, JsonValue } from "@bufbu
 import type { ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import * as jsonc from "jsonc-parser";
 import { toRestJson, type RestJsonOptions } from "./json.js";
 import { buildRequest } from "./request.js";
 import { buildRoutes, matchRoute, splitPath, type RestRoute } from "./routes.js";
@@ -158,10 +159,17 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
           return true;
         }
         if (bytes.length > 0) {
+          let text: string;
           try {
-            body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as JsonValue;
+            text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+            body = JSON.parse(text) as JsonValue;
           } catch {
             sendError(res, new ConnectError("malformed JSON body", Code.InvalidArgument), errCtx(400));
+            return true;
+          }
+          const twice = duplicateKey(text);
+          if (twice !== undefined) {
+            sendError(res, new ConnectError(`JSON key ${JSON.stringify(twice)} appears twice in one object`, Code.InvalidArgument), errCtx(400));
             return true;
           }
         }
@@ -243,6 +251,56 @@ function contentRefusal(headers: IncomingHttpHeaders): string | undefined {
   for (const p of params) {
     const [k, v] = p.split("=").map((s) => s.trim().replace(/^"|"$/g, ""));
     if (k === "charset" && v !== "utf-8" && v !== "utf8") return "request body must be UTF-8";
+  }
+  return undefined;
+}
+
+/**
+ * The first key that appears twice in one object of `text` (already valid JSON), or
+ * undefined. JSON.parse keeps the last silently: {"amount_cents":1,"amount_cents":2} would
+ * move 2 where a proxy or a log that read the first saw 1.
+ */
+// jsonc-parser's SyntaxKind is a const enum in its types and a plain object at run time.
+type TokenName = "OpenBraceToken" | "CloseBraceToken" | "OpenBracketToken" | "CloseBracketToken" | "CommaToken" | "StringLiteral" | "EOF";
+const Token = (jsonc as unknown as { SyntaxKind: Record<TokenName, number> }).SyntaxKind;
+
+function duplicateKey(text: string): string | undefined {
+  if (!text.includes("{")) return undefined;
+  // jsonc-parser's tokenizer with a stack of our own: its tree visitor recurses, and a body
+  // nested 50,000 deep would overflow the call stack (JSON.parse does not).
+  const scanner = jsonc.createScanner(text, true);
+  const open: Array<Set<string> | undefined> = []; // one per object or array (undefined)
+  let keyNext = false;
+  for (let token = scanner.scan(); token !== Token.EOF; token = scanner.scan()) {
+    switch (token) {
+      case Token.OpenBraceToken:
+        open.push(new Set());
+        keyNext = true;
+        break;
+      case Token.OpenBracketToken:
+        open.push(undefined);
+        keyNext = false;
+        break;
+      case Token.CloseBraceToken:
+      case Token.CloseBracketToken:
+        open.pop();
+        keyNext = false;
+        break;
+      case Token.CommaToken:
+        keyNext = open[open.length - 1] !== undefined;
+        break;
+      case Token.StringLiteral:
+        if (keyNext) {
+          const keys = open[open.length - 1]!;
+          const name = scanner.getTokenValue();
+          if (keys.has(name)) return name;
+          keys.add(name);
+          keyNext = false;
+        }
+        break;
+      default:
+        break;
+    }
   }
   return undefined;
 }

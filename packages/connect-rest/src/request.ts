@@ -68,9 +68,14 @@ export function buildRequestJson(route: RestRoute, parts: RequestParts): JsonObj
  */
 export function normalizeMessageJson(schema: DescMessage, json: JsonObject, path = ""): JsonObject {
   const out: JsonObject = {};
+  const given = new Map<string, string>();
   for (const [key, value] of Object.entries(json)) {
     const field = schema.fields.find((f) => f.name === key) ?? schema.fields.find((f) => f.jsonName === key);
     if (field === undefined) continue;
+    // {"amount_cents": 1, "amountCents": 3}: one field twice, under its two names.
+    const other = given.get(field.name);
+    if (other !== undefined) throw invalid(`${join(path, field.name)}: given twice (as ${JSON.stringify(other)} and ${JSON.stringify(key)})`);
+    given.set(field.name, key);
     if (value === null && !isValueMessage(field)) continue;
     out[field.name] = fieldIn(field, value, join(path, field.name));
   }
@@ -241,8 +246,22 @@ function timestampIn(value: JsonValue, path: string): JsonValue {
   if (typeof value !== "string") throw invalid(`${path}: expected an RFC 3339 timestamp`);
   // A "+" offset sent unescaped in a query string arrives as a space.
   const text = dateOnlyRe.test(value) ? `${value}T00:00:00Z` : value.toUpperCase().replace(/ (\d{2}:\d{2})$/, "+$1");
-  if (!rfc3339Re.test(text) || Number.isNaN(Date.parse(text))) throw invalid(`${path}: expected an RFC 3339 timestamp`);
+  if (!rfc3339Re.test(text) || !onTheCalendar(text) || Number.isNaN(Date.parse(text))) {
+    throw invalid(`${path}: expected an RFC 3339 timestamp`);
+  }
   return text;
+}
+
+/** Whether every part of an RFC 3339 text names a real date and time: Date.parse takes 2030-02-31 as March 3rd. */
+function onTheCalendar(text: string): boolean {
+  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at) => Number(text.slice(at, at + (at === 0 ? 4 : 2))));
+  const leap = (year! % 4 === 0 && year! % 100 !== 0) || year! % 400 === 0;
+  const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month! - 1] ?? 0;
+  const offset = /([+-])(\d{2}):(\d{2})$/.exec(text);
+  return (
+    month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59 &&
+    (offset === null || (Number(offset[2]) <= 23 && Number(offset[3]) <= 59))
+  );
 }
 
 /** The typed value of one query parameter (all its occurrences) for the field it names. */
