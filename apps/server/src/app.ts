@@ -109,7 +109,9 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     ]);
   };
   const writeMaxBytes = 16 * 1024 * 1024;
-  const connectJson = { ignoreUnknownFields: false };
+  // Invalid UTF-8 in a JSON body is refused, as the REST gateway and the short path do;
+  // connect's default decoder would store U+FFFD in its place.
+  const connectJson = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
   const connect = connectNodeAdapter({
     routes,
     interceptors,

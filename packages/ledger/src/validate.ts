@@ -40,14 +40,15 @@ export function requireDate(value: unknown, field: string): Date {
 export function requireMetadata(value: unknown, field = "metadata"): Record<string, string> {
   if (value === undefined || value === null) return {};
   if (typeof value !== "object" || Array.isArray(value)) throw invalid(`${field} must be an object of strings`, field);
-  const out: Record<string, string> = {};
+  const out: Array<[string, string]> = [];
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== "string") throw invalid(`${field}.${key} must be a string`, field);
     requireText(key, field);
     requireText(v, field);
-    out[key] = v;
+    out.push([key, v]);
   }
-  return out;
+  // fromEntries defines own properties: a "__proto__" key stays data instead of vanishing.
+  return Object.fromEntries(out);
 }
 
 export function requirePositiveInt(value: unknown, field: string, max?: number): number {

@@ -318,6 +318,10 @@ describe("auth interceptor: feature flags", () => {
         await refusalOf(user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", authorization } })),
       ).toEqual({ code: Code.Unauthenticated, reason: "UNAUTHENTICATED" });
     }
+    // The trusted header must be a usable user id (the contract's user_id shape).
+    for (const bad of [{ "X-User-ID": "a b" }, { "X-User-ID": "x".repeat(129) }, { "X-User-ID": "u-gw", "X-User-Type": "ad min" }]) {
+      expect(await refusalOf(user.getBalance({ id: "b" }, { headers: bad }))).toEqual({ code: Code.Unauthenticated, reason: "UNAUTHENTICATED" });
+    }
     const basic = await user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", authorization: "Basic dXNlcjpwdw==" } });
     expect(basic.data?.userId).toBe("u-gw");
     // A valid session still wins over the header.

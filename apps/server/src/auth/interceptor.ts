@@ -28,6 +28,8 @@ export interface AuthOptions {
 const MAX_SESSION_ID_LENGTH = 1024;
 /** Session ids are printable ASCII without spaces. */
 const SESSION_ID_SHAPE = /^[\x21-\x7e]+$/;
+const TRUSTED_USER_ID = /^[\x21-\x7e]{1,128}$/;
+const TRUSTED_ROLE = /^[\x21-\x7e]{1,64}$/;
 
 function lowerSet(values: readonly string[]): Set<string> {
   return new Set(values.map((v) => v.trim().toLowerCase()).filter((v) => v !== ""));
@@ -86,6 +88,11 @@ export function createAuthInterceptor(opts: AuthOptions): Interceptor {
       const userId = req.header.get("x-user-id")?.trim();
       if (userId) {
         const role = req.header.get("x-user-type")?.trim() || "customer";
+        // The contract's user_id shape: a balance created for "a b" (or for "a, b", two
+        // headers joined) could never be addressed by the admin routes again.
+        if (!TRUSTED_USER_ID.test(userId) || !TRUSTED_ROLE.test(role)) {
+          throw unauthenticated("X-User-ID must be 1 to 128 printable ASCII characters without spaces, X-User-Type 1 to 64");
+        }
         return userCaller(userId, role);
       }
     }

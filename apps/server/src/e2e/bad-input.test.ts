@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { AccountBalanceService } from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
+import { reasonOf } from "../errors.js";
 import { startTestServer, type TestServer } from "../testing/server.js";
 import { createApi, PROTOCOLS, restFetch, type Api, type Auth } from "../testing/protocols.js";
 import { HTTP_RULES } from "../testing/routes.js";
@@ -91,6 +94,10 @@ const REST_CASES: RestCase[] = [
   { name: "update metadata a string", method: "PUT", path: "/{existing}", body: json({ metadata: "x" }), status: 400, code: "VALIDATION_FAILED" },
   { name: 'credit amount_cents "abc"', method: "POST", path: "/{existing}/credit", body: json({ amount_cents: "abc" }), asService: true, status: 400, code: "VALIDATION_FAILED" },
   { name: "credit amount_cents 2^53", method: "POST", path: "/{existing}/credit", body: `{"amount_cents":${TWO_POW_53}}`, asService: true, status: 400, code: "VALIDATION_FAILED" },
+  { name: "credit amount_cents given twice", method: "POST", path: "/{existing}/credit", body: '{"amount_cents":1,"amount_cents":2}', asService: true, status: 400, code: "VALIDATION_FAILED" },
+  { name: "credit amount_cents and amountCents", method: "POST", path: "/{existing}/credit", body: '{"amount_cents":1,"amountCents":3}', asService: true, status: 400, code: "VALIDATION_FAILED" },
+  // Deeper than any call stack: the duplicate-key scan must not recurse (it did: a 500).
+  { name: "metadata nested 50,000 deep", method: "POST", path: "", body: `{"metadata":${'{"a":'.repeat(50_000)}"x"${"}".repeat(50_000)}}`, status: 400, code: "VALIDATION_FAILED" },
   { name: "credit as a form post", method: "POST", path: "/{existing}/credit", body: "amount_cents=5", contentType: "application/x-www-form-urlencoded", asService: true, status: 415, code: "VALIDATION_FAILED" },
   { name: 'debit allow_negative "yes"', method: "POST", path: "/{existing}/debit", body: json({ amount_cents: 1, allow_negative: "yes" }), asService: true, status: 400, code: "VALIDATION_FAILED" },
   // Without a content type even an empty body is refused: a browser sends such a POST cross-site without a preflight.
@@ -117,6 +124,36 @@ describe("REST: bad input is a 400-class refusal with a reason, and writes nothi
     expect(await counts()).toBe(before);
     const row = await server.sql("select metadata, status, version from account_balances where id = $1", [existing]);
     expect(row[0]).toMatchObject({ metadata: {}, status: "active" });
+  });
+
+  it('a metadata key "__proto__" is kept as data on create, update and credit, never dropped', async () => {
+    const headers = { "x-session-id": ownerSid, "content-type": "application/json" };
+    const created = await restFetch(server.baseUrl, "POST", BASE, { headers, body: '{"currency":"NOK","metadata":{"__proto__":"p","a":"b"}}' });
+    expect(created.status, created.text).toBe(201);
+    const id = created.body.data.id as string;
+    const read = await restFetch(server.baseUrl, "GET", `${BASE}/${id}`, { headers });
+    expect(Object.entries(read.body.data.metadata).sort()).toEqual([["__proto__", "p"], ["a", "b"]]);
+    const updated = await restFetch(server.baseUrl, "PUT", `${BASE}/${id}`, { headers, body: '{"metadata":{"__proto__":"q"}}' });
+    expect(updated.status, updated.text).toBe(200);
+    expect(Object.entries(updated.body.data.metadata)).toEqual([["__proto__", "q"]]);
+    const stored = await server.sql<{ metadata: unknown }>("select metadata::text as metadata from account_balances where id = $1", [id]);
+    expect(stored[0]!.metadata).toBe('{"__proto__": "q"}');
+    const svc = { authorization: `Bearer ${server.serviceToken}`, "content-type": "application/json" };
+    const credit = await restFetch(server.baseUrl, "POST", `${BASE}/${id}/credit`, { headers: svc, body: '{"amount_cents":5,"metadata":{"__proto__":"r"}}' });
+    expect(credit.status, credit.text).toBe(200);
+    const txn = await server.sql<{ metadata: string }>("select metadata::text as metadata from account_transactions where account_balance_id = $1", [id]);
+    expect(txn.map((t) => t.metadata)).toEqual(['{"__proto__": "r"}']);
+  });
+
+  it("a metadata value is measured in characters on update, as on create (not UTF-16 units)", async () => {
+    const headers = { "x-session-id": ownerSid, "content-type": "application/json" };
+    const metadata = { ["é".repeat(40) + "😀".repeat(20)]: "😀".repeat(600) };
+    const created = await restFetch(server.baseUrl, "POST", BASE, { headers, body: json({ currency: "DKK", metadata }) });
+    expect(created.status, created.text).toBe(201);
+    const updated = await restFetch(server.baseUrl, "PUT", `${BASE}/${created.body.data.id}`, { headers, body: json({ metadata: { ...metadata, b: "c" } }) });
+    expect(updated.status, updated.text).toBe(200);
+    const tooLong = await restFetch(server.baseUrl, "PUT", `${BASE}/${created.body.data.id}`, { headers, body: json({ metadata: { a: "😀".repeat(1025) } }) });
+    expect(tooLong.status, tooLong.text).toBe(400);
   });
 
   it("unknown JSON fields are ignored (spec section 4)", async () => {
@@ -173,6 +210,41 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
   });
 });
 
+describe.each(["grpc", "connect-binary"] as const)("binary timestamps outside the Timestamp type over %s", (wire) => {
+  // The JSON parsers keep timestamps within 0001-9999; a binary message can carry any int64
+  // seconds and any nanos. Year 20000 reached PostgreSQL (INTERNAL), bad nanos broke the
+  // idempotency fingerprint (INTERNAL). Input checks come before permission (spec section 4),
+  // so the owner's update with a bad time is VALIDATION_FAILED, not FORBIDDEN.
+  const YEAR_20000 = 568_971_820_800n;
+  const YEAR_MINUS_5000 = -219_933_792_000n;
+  const cases: Array<[string, (c: Client<typeof AccountBalanceService>, h: HeadersInit) => Promise<unknown>]> = [
+    ["create, expires_at in year 20000", (c, h) => c.createBalance({ currency: "CHF", expiresAt: { seconds: YEAR_20000 } }, { headers: h })],
+    ["create, expires_at with nanos -1 and a key", (c, h) =>
+      c.createBalance({ currency: "SEK", expiresAt: { seconds: 4_102_444_800n, nanos: -1 }, idempotencyKey: "k9" }, { headers: h })],
+    ["owner's update, expires_at in year 20000, with a key", (c, h) =>
+      c.updateBalance({ id: existing, expiresAt: { seconds: YEAR_20000 }, idempotencyKey: "k10" }, { headers: h })],
+    ["transactions from year -5000", (c, h) => c.listBalanceTransactions({ id: existing, from: { seconds: YEAR_MINUS_5000 } }, { headers: h })],
+    ["my transactions to year 20000", (c, h) => c.listMyTransactions({ to: { seconds: YEAR_20000 } }, { headers: h })],
+    ["statistics from nanos 1e9", (c, h) => c.getBalanceStatistics({ id: existing, from: { seconds: 0n, nanos: 1_000_000_000 } }, { headers: h })],
+  ];
+  it.each(cases)("%s -> INVALID_ARGUMENT / VALIDATION_FAILED, nothing written", async (_name, call) => {
+    const baseUrl = server.baseUrl;
+    const transport = wire === "grpc" ? createGrpcTransport({ baseUrl }) : createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true });
+    const client = createClient(AccountBalanceService, transport);
+    const before = await counts();
+    const err = await call(client, { "x-session-id": ownerSid }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code, err?.message).toBe(Code.InvalidArgument);
+    expect(reasonOf(err!)?.reason).toBe("VALIDATION_FAILED");
+    assertNoInternals(err!.rawMessage);
+    expect(await counts()).toBe(before);
+    const row = await server.sql<{ expires_at: unknown }>("select expires_at from account_balances where id = $1", [existing]);
+    expect(row[0]!.expires_at).toBeNull();
+  });
+});
+
 describe("raw Connect JSON", () => {
   const url = () => `${server.baseUrl}/accountbalance.v1.AccountBalanceService/CreateBalance`;
 
@@ -184,7 +256,9 @@ describe("raw Connect JSON", () => {
     // protobuf-es then drops an unknown enum *name* silently: the balance is created as
     // "general" instead of being refused. See the report / app.ts connectNodeAdapter options.
     ["an unknown enum name", json({ balanceType: "BALANCE_TYPE_GOLD" })],
-  ])("%s -> invalid_argument, no row, never 5xx", async (_name, body) => {
+    // Was stored with U+FFFD in place of the bad bytes.
+    ["invalid UTF-8", Buffer.concat([Buffer.from('{"currency":"EUR","referenceCode":"bad'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])],
+  ] as Array<[string, string | Uint8Array]>)("%s -> invalid_argument, no row, never 5xx", async (_name, body) => {
     const before = await counts();
     const res = await fetch(url(), { method: "POST", headers: { "content-type": "application/json", "x-session-id": ownerSid }, body });
     const text = await res.text();

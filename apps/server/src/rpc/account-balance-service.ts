@@ -207,12 +207,21 @@ function stringMetadata(obj: JsonObject): Record<string, string> {
   if (entries.length > MAX_METADATA_KEYS) {
     throw refusal("VALIDATION_FAILED", `metadata may have at most ${MAX_METADATA_KEYS} keys`);
   }
-  const out: Record<string, string> = {};
+  const out: Array<[string, string]> = [];
   for (const [key, value] of entries) {
-    if (key.length < 1 || key.length > 64) throw refusal("VALIDATION_FAILED", "metadata keys must be 1 to 64 characters");
+    // Characters as protovalidate counts them on create and credit (code points, not UTF-16 units).
+    const keyLength = codePoints(key);
+    if (keyLength < 1 || keyLength > 64) throw refusal("VALIDATION_FAILED", "metadata keys must be 1 to 64 characters");
     if (typeof value !== "string") throw refusal("VALIDATION_FAILED", `metadata value of "${key}" must be a string`);
-    if (value.length > 1024) throw refusal("VALIDATION_FAILED", `metadata value of "${key}" is longer than 1024 characters`);
-    out[key] = value;
+    if (codePoints(value) > 1024) throw refusal("VALIDATION_FAILED", `metadata value of "${key}" is longer than 1024 characters`);
+    out.push([key, value]);
   }
-  return out;
+  // fromEntries defines own properties: a "__proto__" key stays data, as in a protobuf map.
+  return Object.fromEntries(out);
+}
+
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
 }

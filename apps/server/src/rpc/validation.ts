@@ -1,6 +1,7 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import type { Interceptor } from "@connectrpc/connect";
 import { refusal } from "../errors.js";
+import { invalidTimestamps } from "./timestamps.js";
 
 /**
  * Applies the contract's protovalidate rules to every request message, on every protocol.
@@ -10,6 +11,14 @@ export function createValidationInterceptor(): Interceptor {
   const validator = createValidator();
   return (next) => async (req) => {
     if (!req.stream) {
+      const timestamps = invalidTimestamps(req.method.input, req.message);
+      if (timestamps.length > 0) {
+        throw refusal(
+          "VALIDATION_FAILED",
+          `invalid request: ${timestamps.join(", ")}: a timestamp must lie within 0001-01-01 … 9999-12-31 UTC, nanos 0 … 999999999`,
+          { field: timestamps[0]! },
+        );
+      }
       const result = validator.validate(req.method.input, req.message);
       if (result.kind === "invalid") {
         const fields = result.violations.map((v) => v.toString());
