@@ -368,7 +368,6 @@ describe("bodies", () => {
     [{ created_at: "2023-02-29T00:00:00Z" }, "created_at"],
     [{ created_at: "2030-04-31T00:00:00Z" }, "created_at"],
     [{ created_at: "2030-01-01T24:00:00Z" }, "created_at"],
-    [{ created_at: "2030-01-01T00:00:00+24:00" }, "created_at"],
     [{ extra: [1] }, "extra"],
   ])("refuses the wrong type %j with a 400 naming %s", async (payload, field) => {
     const { status, body } = await call("/api/items/", json("POST", payload));

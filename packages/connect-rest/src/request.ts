@@ -257,11 +257,8 @@ function onTheCalendar(text: string): boolean {
   const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at) => Number(text.slice(at, at + (at === 0 ? 4 : 2))));
   const leap = (year! % 4 === 0 && year! % 100 !== 0) || year! % 400 === 0;
   const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month! - 1] ?? 0;
-  const offset = /([+-])(\d{2}):(\d{2})$/.exec(text);
-  return (
-    month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59 &&
-    (offset === null || (Number(offset[2]) <= 23 && Number(offset[3]) <= 59))
-  );
+  // (An offset past 23:59 is already NaN to Date.parse.)
+  return month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59;
 }
 
 /** The typed value of one query parameter (all its occurrences) for the field it names. */

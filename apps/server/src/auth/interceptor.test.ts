@@ -213,6 +213,9 @@ describe("auth interceptor: credentials", () => {
     expect(await who(cookieOnly)).toBe("u-cookie");
     // The first source present wins even when it is invalid: no falling through to a valid one.
     expect(await who({ ...all, "X-Session-ID": "bogus" })).toBe("unauthenticated");
+    // A Bearer header that cannot be read is such a source too.
+    expect(await who({ ...cookieOnly, Authorization: "Bearer a b" }, "?session_id=sess-query")).toBe("unauthenticated");
+    expect(await who({ ...cookieOnly, Authorization: "Bearer" })).toBe("unauthenticated");
     // And through the Connect client, with the headers as call options.
     const res = await user.getBalance({ id: "bal_1" }, { headers: { Authorization: "Bearer sess-bearer", Cookie: "session_id=sess-cookie" } });
     expect(res.data?.userId).toBe("u-bearer");
@@ -327,6 +330,27 @@ describe("auth interceptor: feature flags", () => {
     // A valid session still wins over the header.
     const viaSession = await user.getBalance({ id: "b" }, { headers: { "X-User-ID": "u-gw", "X-Session-ID": "sess-customer" } });
     expect(viaSession.data?.userId).toBe("u-customer");
+  });
+
+  it("with REQUIRE_AUTH=false refuses two X-User-ID headers, even when the second is empty", async () => {
+    const { baseUrl } = await start({ requireAuth: false });
+    // Two header lines, as a client library cannot send them: Node joins them as "u-gw, ".
+    const status = (values: string[]) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${baseUrl}/accountbalance.v1.AccountBalanceService/GetBalance`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-user-id": values },
+        });
+        req.on("response", (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end('{"id":"b"}');
+      });
+    expect(await status(["u-gw"])).toBe(200);
+    expect(await status(["u-gw", ""])).toBe(401);
+    expect(await status(["u-gw", "u-other"])).toBe(401);
   });
 
   it("ignores X-User-ID when REQUIRE_AUTH is true", async () => {

@@ -20,6 +20,12 @@ describe("findSessionId", () => {
     expect(findSessionId(req({ authorization: "bearer   tok  " }))).toEqual({ sessionId: "tok", from: "bearer" });
   });
 
+  it("takes an unreadable Bearer header as the credential: an empty id, never the query or cookie behind it", () => {
+    for (const authorization of ["Bearer", "Bearer a b", "bearer  "]) {
+      expect(findSessionId(req({ authorization, cookie: "session_id=c" }, "/p?session_id=q"))).toEqual({ sessionId: "", from: "bearer" });
+    }
+  });
+
   it("decodes query and cookie values and accepts a relative URL", () => {
     expect(findSessionId(req({}, "/bridge-payment/account-balance/me/balances?limit=5&session_id=a%2Bb"))?.sessionId).toBe("a+b");
     expect(findSessionId(req({ cookie: 'session_id="x%3Dy"' }))?.sessionId).toBe("x=y");

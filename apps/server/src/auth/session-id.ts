@@ -21,7 +21,7 @@ export function bearerToken(header: Headers): string | undefined {
 }
 
 /** Whether `Authorization` names the Bearer scheme, readable or not. */
-export function hasBearerScheme(header: Headers): boolean {
+function hasBearerScheme(header: Headers): boolean {
   return /^\s*bearer(\s|$)/i.test(header.get("authorization") ?? "");
 }
 
@@ -67,8 +67,9 @@ function nonBlank(value: string | null | undefined): string | undefined {
 export function findSessionId(req: CredentialSource): FoundSessionId | undefined {
   const header = nonBlank(req.header.get("x-session-id"));
   if (header !== undefined) return { sessionId: header, from: "header" };
-  const bearer = bearerToken(req.header);
-  if (bearer !== undefined) return { sessionId: bearer, from: "bearer" };
+  // A Bearer header is the credential even when it cannot be read ("Bearer", "Bearer a b"):
+  // then its id is "", which no session has, and the query or cookie behind it is not asked.
+  if (hasBearerScheme(req.header)) return { sessionId: bearerToken(req.header) ?? "", from: "bearer" };
   const query = queryParam(req.url, "session_id");
   if (query !== undefined) return { sessionId: query, from: "query" };
   const fromCookie = cookie(req.header, "session_id");

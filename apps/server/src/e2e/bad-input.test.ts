@@ -227,6 +227,17 @@ describe.each(["grpc", "connect-binary"] as const)("binary timestamps outside th
     ["my transactions to year 20000", (c, h) => c.listMyTransactions({ to: { seconds: YEAR_20000 } }, { headers: h })],
     ["statistics from nanos 1e9", (c, h) => c.getBalanceStatistics({ id: existing, from: { seconds: 0n, nanos: 1_000_000_000 } }, { headers: h })],
   ];
+  it("takes the last instant of the range, cut to the millisecond (rounded, it was year 10000: INTERNAL)", async () => {
+    const baseUrl = server.baseUrl;
+    const transport = wire === "grpc" ? createGrpcTransport({ baseUrl }) : createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true });
+    const client = createClient(AccountBalanceService, transport);
+    const res = await client.createBalance(
+      { currency: wire === "grpc" ? "PLN" : "CZK", expiresAt: { seconds: 253_402_300_799n, nanos: 999_999_999 } },
+      { headers: { "x-session-id": ownerSid } },
+    );
+    expect(res.data?.expiresAt).toEqual(expect.objectContaining({ seconds: 253_402_300_799n, nanos: 999_000_000 }));
+  });
+
   it.each(cases)("%s -> INVALID_ARGUMENT / VALIDATION_FAILED, nothing written", async (_name, call) => {
     const baseUrl = server.baseUrl;
     const transport = wire === "grpc" ? createGrpcTransport({ baseUrl }) : createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true });

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   AccountBalanceSchema,
   AccountTransactionSchema,
@@ -111,6 +111,11 @@ export const balanceTypeWord = (v: number) => enumToWord(BalanceTypeSchema, v) a
 export const transactionTypeWord = (v: number) => enumToWord(TransactionTypeSchema, v) as TransactionType | undefined;
 export const balanceStatusWord = (v: number) => enumToWord(BalanceStatusSchema, v) as BalanceStatus | undefined;
 
+/**
+ * The instant as a Date, nanos cut to the millisecond. protobuf-es rounds them instead, and
+ * 9999-12-31T23:59:59.9995Z, a valid Timestamp, would round into year 10000, which
+ * PostgreSQL refuses.
+ */
 export function dateOf(ts: Timestamp | undefined): Date | undefined {
-  return ts ? timestampDate(ts) : undefined;
+  return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1_000_000)) : undefined;
 }
