@@ -126,6 +126,24 @@ export function toLedgerError(err: unknown): LedgerError {
   return withCause(out, err);
 }
 
+// The database exists and answers, but not for this URL: its name or its role is wrong.
+const REFUSED_AT_CONNECT = new Set(["3D000", "28000", "28P01"]);
+
+/**
+ * A failure to open the ledger, for the operator who starts it: a wrong database name, role
+ * or password keeps PostgreSQL's own sentence (`database "x" does not exist`, `password
+ * authentication failed for user "y"`: names only, never the password), which "internal
+ * ledger error" would hide; anything else as `toLedgerError`.
+ */
+export function openFailure(err: unknown): LedgerError {
+  const state = sqlState(err);
+  const message = (err as { message?: unknown } | undefined)?.message;
+  if (state !== undefined && REFUSED_AT_CONNECT.has(state) && typeof message === "string" && message.length < 300 && !message.includes("\n")) {
+    return withCause(new LedgerError("UNAVAILABLE", `the database refused the connection: ${message}`), err);
+  }
+  return toLedgerError(err);
+}
+
 /**
  * `out` with the original error as a non-enumerable `cause`, for debugging: serializers that
  * walk own enumerable properties do not copy it into logs or responses.

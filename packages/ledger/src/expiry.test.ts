@@ -157,6 +157,23 @@ describe("a movement that waited for the balance's lock", () => {
 });
 
 describe("startSweeper", () => {
+  it("reports a failed run on warn, and runs that did something on log", async () => {
+    const lines: string[] = [];
+    let calls = 0;
+    const sweeper = startSweeper(
+      {
+        expiry: { sweepExpired: async () => (++calls === 1 ? Promise.reject(new Error("the database is unavailable")) : 0) },
+        idempotency: { purgeExpired: async () => 2 },
+      },
+      { intervalMs: 20, log: (m) => void lines.push(`info ${m}`), warn: (m) => void lines.push(`warn ${m}`) },
+    );
+    for (let i = 0; i < 100 && calls < 2; i++) await sleep(10);
+    await sweeper.stop();
+    expect(lines[0]).toBe("warn expiry sweeper: run failed: the database is unavailable");
+    expect(lines[1]).toBe("info expiry sweeper: purged 2 idempotency key(s)");
+  });
+
+
   it("sweeps now and on every interval, purges expired keys, and stops cleanly", async () => {
     const due = await ledger.balances.create(balanceInput({ userId: "sw-timer", balanceCents: 8n, expiresAt: past() }));
     await ledger.movements.credit({ balanceId: (await ledger.balances.create(balanceInput({ userId: "sw-timer" }))).id, amountCents: 1n, metadata: {}, idempotency: { scope: "s", key: "old", fingerprint: "f" } });

@@ -86,8 +86,10 @@ export interface SweeperOptions {
   /** Pause between runs. */
   intervalMs: number;
   batchSize?: number;
-  /** One line per run that did something, and per failure (never SQL). */
+  /** One line per run that did something (never SQL). */
   log?: (msg: string) => void;
+  /** One line per failed run (never SQL); default: `log`. An operator must see these at warn. */
+  warn?: (msg: string) => void;
 }
 
 export interface Sweeper {
@@ -109,6 +111,7 @@ export function startSweeper(
   const intervalMs = requirePositiveInt(opts.intervalMs, "interval_ms");
   const batchSize = opts.batchSize ?? DEFAULT_SWEEP_BATCH;
   const log = opts.log ?? (() => {});
+  const warn = opts.warn ?? log;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -125,7 +128,7 @@ export function startSweeper(
       const purged = await ledger.idempotency.purgeExpired();
       if (purged > 0) log(`expiry sweeper: purged ${purged} idempotency key(s)`);
     } catch (err) {
-      log(`expiry sweeper: run failed: ${err instanceof Error ? err.message : "unknown error"}`);
+      warn(`expiry sweeper: run failed: ${err instanceof Error ? err.message : "unknown error"}`);
     }
   }
 

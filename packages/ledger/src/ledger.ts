@@ -6,7 +6,7 @@ import { createIntegrity, type Integrity } from "./integrity.js";
 import { checkBatchingOptions, type BatchingOptions } from "./movement-batcher.js";
 import { createMovements, type MovementKind, type MovementOutcome, type Movements } from "./movements.js";
 import { createReads, type Reads } from "./reads.js";
-import { isConnectionError, toLedgerError } from "./db-errors.js";
+import { isConnectionError, openFailure } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 import { LedgerError } from "./errors.js";
 import { applyMigrations, checkServerVersion, initOrm, MIGRATIONS_TABLE, migrationNames, runSql, type LedgerOrm } from "./orm.js";
@@ -113,7 +113,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
     } catch (err) {
       await orm.close(true).catch(() => {});
       await embedded?.stop();
-      throw toLedgerError(err);
+      throw openFailure(err);
     }
   }
 

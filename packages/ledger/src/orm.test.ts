@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkServerVersion, inlineParams } from "./orm.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
+import { LedgerError, openLedger } from "./index.js";
 
 // The batch sends BEGIN and COMMIT in one message with its statements, so their parameters
 // travel as literals in the SQL text: each must come back from PostgreSQL exactly as sent.
@@ -85,5 +86,19 @@ describe("checkServerVersion", () => {
     for (const old of ["120015", "90624", "", "abc"]) {
       expect(() => checkServerVersion(old)).toThrow(/needs PostgreSQL 13 or later; the database reports server_version_num/);
     }
+  });
+});
+
+describe("openLedger on a URL whose database does not exist", () => {
+  it("says so in PostgreSQL's words, not as an internal error", async () => {
+    const url = new URL(db.url);
+    url.pathname = "/no_such_ledger_database";
+    const err = await openLedger({ databaseUrl: url.toString() }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(LedgerError);
+    expect((err as LedgerError).reason).toBe("UNAVAILABLE");
+    expect((err as LedgerError).message).toBe('the database refused the connection: database "no_such_ledger_database" does not exist');
   });
 });
