@@ -131,7 +131,9 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     services: [AccountBalanceService, AccountBalanceAdminService],
     invoker,
     basePath: config.restBasePath,
+    ownsBasePath: true,
     maxBodyBytes: config.maxRequestBytes,
+    timeoutMs: config.requestTimeoutMs,
     formatSuccess: restSuccess,
     formatError: restError,
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
@@ -164,6 +166,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   const sweeper = startSweeper(ledger, {
     intervalMs: config.expirySweepSeconds * 1000,
     log: (msg: string) => log.info(msg),
+    warn: (msg: string) => log.warn(msg),
   });
   const server = await listen({ port: config.port, host: config.host, handler, requestTimeoutMs: config.requestTimeoutMs });
   log.info("account-balance listening", { port: server.port, rest: config.restBasePath });

@@ -5,7 +5,8 @@ import { ConfigError, embeddedDataDir, loadConfig } from "./config.js";
 
 const USAGE = `usage:
   account-balance migrate
-  account-balance verify        checks every balance against its history; exits 1 on any drift
+  account-balance verify        checks every balance against its history; exits 1 on any drift,
+                                3 when it could not check (configuration, database)
   account-balance session mint --user-id ID [--user-type customer] [--ttl-seconds 86400] [--email E] [--name N]
   account-balance session revoke SESSION_ID
 
@@ -49,6 +50,12 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`${USAGE}\n`);
         return 2;
       }
+      // The contract's user_id shape: a session for "a b" would create balances that no admin
+      // route could ever address.
+      if (!/^[!-~]{1,128}$/.test(values["user-id"]) || !/^[!-~]{1,64}$/.test(values["user-type"]!)) {
+        process.stderr.write("account-balance: --user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64\n");
+        return 2;
+      }
       const minted = await ledger.sessions.mint({
         userId: values["user-id"],
         userType: values["user-type"]!,
@@ -77,6 +84,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof ConfigError ? `configuration error: ${err.message}` : err instanceof Error ? err.message : String(err);
     process.stderr.write(`account-balance: ${message}\n`);
-    process.exit(1);
+    // Not 1: for verify that means drift, and a cron job must tell "could not check" apart.
+    process.exit(3);
   },
 );

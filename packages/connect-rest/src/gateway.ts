@@ -44,8 +44,19 @@ export interface RestGatewayOptions {
   invoker: UnaryInvoker;
   /** Prefix of every route, e.g. "/bridge-payment/account-balance". Default "" (routes at the root). */
   basePath?: string;
+  /**
+   * Nothing but this gateway lives below `basePath`: a path there that no route matches is
+   * answered 404 in the error envelope (`formatError`) instead of going to `next`, whose 404
+   * would know nothing of it. Default false.
+   */
+  ownsBasePath?: boolean;
   /** Largest request body read; past it the answer is 413 and the rest is not read. Default 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Longest a call may run, in ms: past it the answer is DEADLINE_EXCEEDED (504), even while
+   * the implementation still waits. Default: no limit.
+   */
+  timeoutMs?: number;
   /** Shapes a success. Default: status 200, body = the REST JSON of the response message. */
   formatSuccess?: (json: JsonValue, ctx: RestSuccessContext) => RestResponse;
   /** Shapes a failure. Default: {error: message, code: "invalid_argument"...} with ctx.status. */
@@ -133,6 +144,10 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
     const segments = relative === undefined ? undefined : splitPath(relative);
     const match = segments === undefined ? undefined : matchRoute(routes, httpMethod, segments);
     if (match === undefined || match.kind === "not-found") {
+      if (opts.ownsBasePath && relative !== undefined && basePath !== "") {
+        sendError(res, new ConnectError("no such route", Code.NotFound), { method: undefined, httpMethod, status: 404 });
+        return true;
+      }
       next?.();
       return false;
     }
@@ -192,6 +207,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
         requestMethod: httpMethod,
         protocolName: "rest",
         contextValues,
+        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
         abort,
       });
       const resHeaders = responseHeaders(outcome.header, outcome.trailer, outcome.error);

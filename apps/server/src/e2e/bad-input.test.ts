@@ -156,6 +156,14 @@ describe("REST: bad input is a 400-class refusal with a reason, and writes nothi
     expect(tooLong.status, tooLong.text).toBe(400);
   });
 
+  it("an unknown path below the REST base path is a 404 in the envelope, not an empty body", async () => {
+    for (const path of [`/${existing}/foo`, "/users/user_1", "/nothing/here/at/all"]) {
+      const res = await restFetch(server.baseUrl, "GET", `${BASE}${path}`, { headers: { "x-session-id": ownerSid } });
+      expect(res.status, path).toBe(404);
+      expect(res.body, path).toEqual({ success: false, error: "no such route", code: "NOT_FOUND", details: null });
+    }
+  });
+
   it("unknown JSON fields are ignored (spec section 4)", async () => {
     const res = await restFetch(server.baseUrl, "POST", BASE, {
       headers: { "x-session-id": ownerSid, "content-type": "application/json; charset=utf-8" },

@@ -3,6 +3,7 @@ import { createApi, type Api, type Auth } from "../testing/protocols.js";
 import { HTTP_RULES } from "../testing/routes.js";
 import { expectOk } from "../testing/expect.js";
 import { inProcessDeployment, runVerify, type Deployment } from "./deployment.js";
+import { CLI_JS, childEnv, runNode } from "../testing/process.js";
 
 // `cli.js verify` must not only pass on a good ledger (concurrency.test.ts runs it after the
 // races) but fail, by name, on a bad one: here a database of its own is corrupted by hand.
@@ -69,5 +70,27 @@ describe("cli.js verify on a corrupted ledger", () => {
 
     // The summary counts balances with drift (2 of 3), not problem lines: one balance can have several.
     expect(r.stdout, "summary line of cli.js verify").toContain("verified 3 balances, 2 with drift");
+  });
+});
+
+describe("cli.js exit codes an operator's cron job can read", () => {
+  it("verify that cannot reach its database exits 3, not 1 (drift)", async () => {
+    const r = await runNode(CLI_JS, ["verify"], childEnv({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" }), 60_000);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stdout).not.toContain("verified");
+  });
+
+  it("session mint refuses a user id the contract could never address, and writes nothing", async () => {
+    const d = await inProcessDeployment();
+    try {
+      for (const args of [["--user-id", "a b"], ["--user-id", "u1", "--user-type", "ad min"], ["--user-id", "x".repeat(129)]]) {
+        const r = await runNode(CLI_JS, ["session", "mint", ...args], childEnv({ DATABASE_URL: d.databaseUrl }), 60_000);
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stdout).toBe("");
+      }
+      expect(await d.sql("select count(*)::int as n from sessions")).toEqual([{ n: 0 }]);
+    } finally {
+      await d.close();
+    }
   });
 });

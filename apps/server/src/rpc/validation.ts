@@ -1,5 +1,5 @@
 import { createValidator } from "@bufbuild/protovalidate";
-import type { Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { refusal } from "../errors.js";
 import { invalidTimestamps } from "./timestamps.js";
 
@@ -28,6 +28,9 @@ export function createValidationInterceptor(): Interceptor {
         throw refusal("VALIDATION_FAILED", "invalid request");
       }
     }
+    // The last check before the implementation: a call whose deadline passed during the ones
+    // above (a session looked up in the database, say) starts no work it could not report.
+    if (req.signal.aborted) throw ConnectError.from(req.signal.reason);
     return next(req);
   };
 }

@@ -224,7 +224,9 @@ async function connectJsonOne(i: ConnectJsonInput): Promise<void> {
   count(s, String(reply.status));
   const text = reply.body.toString("utf8");
   const json = jsonOf(reply.body);
-  if (reply.status >= 500) s.problems.push(`${what}: HTTP ${reply.status} ${text.slice(0, 200)}`);
+  if (pastDeadline(reply.status, json, headers)) {
+    if (i.method && MUTATING.has(i.method.name)) accepted.uncertain++;
+  } else if (reply.status >= 500) s.problems.push(`${what}: HTTP ${reply.status} ${text.slice(0, 200)}`);
   else if (json?.code === "internal" || json?.code === "unknown") s.problems.push(`${what}: code ${json.code} ${text.slice(0, 200)}`);
   else if (leaksInternals(text)) s.problems.push(`${what}: internals in the answer ${text.slice(0, 200)}`);
   if (reply.status === 200) {
@@ -251,7 +253,9 @@ async function connectBinaryOne(i: BinaryInput): Promise<void> {
   count(s, String(reply.status));
   const json = reply.status === 200 ? undefined : jsonOf(reply.body);
   const text = reply.status === 200 ? "" : reply.body.toString("utf8");
-  if (reply.status >= 500) s.problems.push(`${what}: HTTP ${reply.status} ${text.slice(0, 200)}`);
+  if (pastDeadline(reply.status, json, headers)) {
+    if (MUTATING.has(i.method.name)) accepted.uncertain++;
+  } else if (reply.status >= 500) s.problems.push(`${what}: HTTP ${reply.status} ${text.slice(0, 200)}`);
   else if (json?.code === "internal" || json?.code === "unknown") s.problems.push(`${what}: code ${json.code} ${text.slice(0, 200)}`);
   else if (leaksInternals(text)) s.problems.push(`${what}: internals in the answer ${text.slice(0, 200)}`);
   if (reply.status === 200) {
@@ -262,6 +266,16 @@ async function connectBinaryOne(i: BinaryInput): Promise<void> {
   } else {
     s.refused++;
   }
+}
+
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/**
+ * A Connect answer past the deadline the input itself set (connect-timeout-ms): 504 is then
+ * the right answer, not a fault, and a write answered so may or may not have taken effect.
+ */
+function pastDeadline(status: number, json: { code?: unknown } | undefined, headers: Record<string, string>): boolean {
+  return status === 504 && json?.code === "deadline_exceeded" && headers["connect-timeout-ms"] !== undefined;
 }
 
 const GRPC_FORBIDDEN = new Map([
@@ -289,6 +303,7 @@ async function grpcOne(i: GrpcInput): Promise<void> {
     return;
   }
   count(s, reply.grpcStatus === undefined ? `http ${reply.httpStatus}` : `grpc ${reply.grpcStatus}`);
+  if (reply.grpcStatus === GRPC_DEADLINE_EXCEEDED && MUTATING.has(i.method.name)) accepted.uncertain++;
   if (reply.httpStatus >= 500) s.problems.push(`${what}: HTTP ${reply.httpStatus}`);
   else if (reply.httpStatus === 200 && reply.grpcStatus === undefined) s.problems.push(`${what}: an answer without grpc-status`);
   else if (reply.grpcStatus !== undefined && GRPC_FORBIDDEN.has(reply.grpcStatus)) {
@@ -367,6 +382,7 @@ describe(`fuzzing every protocol (${RUNS} inputs each, seed ${SEED})`, () => {
         Object.entries(stats).map(([p, s]) => [p, { inputs: s.inputs, accepted: s.accepted, refused: s.refused, problems: s.problems.length, byStatus: s.byStatus }]),
       ),
       acceptedMutations: accepted.count,
+      uncertainMutations: accepted.uncertain,
       rowsAdded: rowsAdded(before, after),
       memoryMB: {
         heapUsedAfterWarmUp: mb(memory.warm.heapUsed),
@@ -383,7 +399,11 @@ describe(`fuzzing every protocol (${RUNS} inputs each, seed ${SEED})`, () => {
     if (problems.length > 0) console.log(`fuzz problems (${problems.length}):\n${problems.join("\n")}`);
     expect.soft(distinct, `seed ${SEED}: ${problems.length} bad answers`).toEqual([]);
 
-    expect.soft(unexplainedWrites(before, after, accepted), "rows written by refused requests").toEqual([]);
+    // A write answered DEADLINE_EXCEEDED (the input's own deadline of 1 ms, say) may have
+    // taken effect: each may account for a balance, a transaction and a key of its own.
+    const unexplained = unexplainedWrites(before, after, accepted);
+    if (accepted.uncertain === 0) expect.soft(unexplained, "rows written by refused requests").toEqual([]);
+    else expect.soft(unexplained.length, `rows written by refused requests: ${unexplained.join("; ")}`).toBeLessThanOrEqual(3 * accepted.uncertain);
     // The fixture balance's money still adds up: its balance moved by exactly its new movements.
     const [row] = await server.sql<{ balance: string; moved: string }>(
       `select b.balance_cents::text as balance,

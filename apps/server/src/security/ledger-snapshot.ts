@@ -36,6 +36,8 @@ export class AcceptedWrites {
   readonly transactionIds = new Set<string>();
   readonly idempotencyKeys = new Set<string>();
   count = 0;
+  /** Mutating calls answered DEADLINE_EXCEEDED: each may or may not have written. */
+  uncertain = 0;
 
   /** Records an accepted mutating call: every bal_/txn_ id in its answer, and the keys it sent. */
   record(answer: unknown, keys: Iterable<string | undefined>): void {
