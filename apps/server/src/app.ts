@@ -23,6 +23,7 @@ import { createLocalProvider } from "./auth/local.js";
 import type { SessionProvider } from "./auth/session.js";
 import { createErrorsInterceptor } from "./rpc/errors-interceptor.js";
 import { createValidationInterceptor } from "./rpc/validation.js";
+import { createDeadlineInterceptor } from "./rpc/deadline.js";
 import { accountBalanceService } from "./rpc/account-balance-service.js";
 import { adminService } from "./rpc/admin-service.js";
 import { registerHealth } from "./transport/health.js";
@@ -81,9 +82,15 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   logStartupWarnings(authOptions, log);
 
   // One interceptor chain for every protocol, the REST gateway included: metrics outermost
-  // (they see the final codes), errors next, then flags/credentials/roles, then input
-  // validation (the spec's order of checks).
-  const interceptors = [metrics.interceptor, createErrorsInterceptor(log), createAuthInterceptor(authOptions), createValidationInterceptor()];
+  // (they see the final codes), then the deadline (answered when it passes), errors, then
+  // flags/credentials/roles, then input validation (the spec's order of checks).
+  const interceptors = [
+    metrics.interceptor,
+    createDeadlineInterceptor(),
+    createErrorsInterceptor(log),
+    createAuthInterceptor(authOptions),
+    createValidationInterceptor(),
+  ];
   let router: ConnectRouter | undefined;
   const accountBalance = accountBalanceService(counted);
   const admin = adminService(counted);

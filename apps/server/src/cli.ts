@@ -12,68 +12,90 @@ const USAGE = `usage:
 
 Uses DATABASE_URL, or the embedded PostgreSQL in EMBEDDED_PG_DIR when it is unset.`;
 
-async function main(argv: string[]): Promise<number> {
+type Command =
+  | { kind: "migrate" }
+  | { kind: "verify" }
+  | { kind: "mint"; userId: string; userType: string; ttlSeconds: number; email?: string; name?: string }
+  | { kind: "revoke"; sessionId: string };
+
+/** The command the arguments ask for, or why they cannot be run (a usage error: exit 2). */
+function parseCommand(argv: string[]): Command | string {
   const [command, sub, ...rest] = argv;
+  if (command === "migrate" && sub === undefined) return { kind: "migrate" };
+  if (command === "verify" && sub === undefined) return { kind: "verify" };
+  if (command === "session" && sub === "revoke" && rest.length === 1 && rest[0]) return { kind: "revoke", sessionId: rest[0] };
+  if (command !== "session" || sub !== "mint") return USAGE;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        "user-id": { type: "string" },
+        "user-type": { type: "string", default: "customer" },
+        "ttl-seconds": { type: "string", default: "86400" },
+        email: { type: "string" },
+        name: { type: "string" },
+      },
+    }));
+  } catch (err) {
+    return `${err instanceof Error ? err.message : String(err)}\n${USAGE}`;
+  }
+  const ttlSeconds = Number(values["ttl-seconds"]);
+  if (!values["user-id"] || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) return USAGE;
+  // The contract's user_id shape: a session for "a b" would create balances that no admin
+  // route could ever address.
+  if (!/^[!-~]{1,128}$/.test(values["user-id"]) || !/^[!-~]{1,64}$/.test(values["user-type"]!)) {
+    return "--user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64";
+  }
+  return { kind: "mint", userId: values["user-id"], userType: values["user-type"]!, ttlSeconds, email: values.email, name: values.name };
+}
+
+async function main(argv: string[]): Promise<number> {
+  // Arguments first: a usage error is exit 2 whether or not the database is up.
+  const command = parseCommand(argv);
+  if (typeof command === "string") {
+    process.stderr.write(`account-balance: ${command}\n`);
+    return 2;
+  }
   const config = loadConfig(process.env);
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
     dataDir: embeddedDataDir(config),
-    migrate: command === "migrate" || config.migrateOnStart,
+    migrate: command.kind === "migrate" || config.migrateOnStart,
     log: (msg) => process.stderr.write(`${msg}\n`),
   });
   try {
-    if (command === "migrate") {
-      const ready = await ledger.ready();
-      process.stdout.write(ready.ok ? "migrations applied\n" : `not ready: ${ready.detail ?? "unknown"}\n`);
-      return ready.ok ? 0 : 1;
-    }
-    if (command === "verify") {
-      const report = await ledger.integrity.verify();
-      for (const p of report.problems) process.stdout.write(`DRIFT ${p.balanceId}: ${p.problem}\n`);
-      const drifted = new Set(report.problems.map((p) => p.balanceId)).size;
-      process.stdout.write(`verified ${report.balances} balances, ${drifted} with drift\n`);
-      return report.problems.length === 0 ? 0 : 1;
-    }
-    if (command === "session" && sub === "mint") {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          "user-id": { type: "string" },
-          "user-type": { type: "string", default: "customer" },
-          "ttl-seconds": { type: "string", default: "86400" },
-          email: { type: "string" },
-          name: { type: "string" },
-        },
-      });
-      const ttlSeconds = Number(values["ttl-seconds"]);
-      if (!values["user-id"] || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-        process.stderr.write(`${USAGE}\n`);
-        return 2;
+    switch (command.kind) {
+      case "migrate": {
+        const ready = await ledger.ready();
+        process.stdout.write(ready.ok ? "migrations applied\n" : `not ready: ${ready.detail ?? "unknown"}\n`);
+        return ready.ok ? 0 : 1;
       }
-      // The contract's user_id shape: a session for "a b" would create balances that no admin
-      // route could ever address.
-      if (!/^[!-~]{1,128}$/.test(values["user-id"]) || !/^[!-~]{1,64}$/.test(values["user-type"]!)) {
-        process.stderr.write("account-balance: --user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64\n");
-        return 2;
+      case "verify": {
+        const report = await ledger.integrity.verify();
+        for (const p of report.problems) process.stdout.write(`DRIFT ${p.balanceId}: ${p.problem}\n`);
+        const drifted = new Set(report.problems.map((p) => p.balanceId)).size;
+        process.stdout.write(`verified ${report.balances} balances, ${drifted} with drift\n`);
+        return report.problems.length === 0 ? 0 : 1;
       }
-      const minted = await ledger.sessions.mint({
-        userId: values["user-id"],
-        userType: values["user-type"]!,
-        email: values.email,
-        name: values.name,
-        ttlSeconds,
-      });
-      // The only place a session id is ever printed in full: it is the command's output.
-      process.stdout.write(`${JSON.stringify({ session_id: minted.sessionId, expires_at: minted.expiresAt.toISOString() })}\n`);
-      return 0;
+      case "mint": {
+        const minted = await ledger.sessions.mint({
+          userId: command.userId,
+          userType: command.userType,
+          email: command.email,
+          name: command.name,
+          ttlSeconds: command.ttlSeconds,
+        });
+        // The only place a session id is ever printed in full: it is the command's output.
+        process.stdout.write(`${JSON.stringify({ session_id: minted.sessionId, expires_at: minted.expiresAt.toISOString() })}\n`);
+        return 0;
+      }
+      case "revoke": {
+        const revoked = await ledger.sessions.revoke(command.sessionId);
+        process.stdout.write(revoked ? "revoked\n" : "no such session\n");
+        return revoked ? 0 : 1;
+      }
     }
-    if (command === "session" && sub === "revoke" && rest[0]) {
-      const revoked = await ledger.sessions.revoke(rest[0]);
-      process.stdout.write(revoked ? "revoked\n" : "no such session\n");
-      return revoked ? 0 : 1;
-    }
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
   } finally {
     await ledger.close();
   }

@@ -53,8 +53,9 @@ export interface RestGatewayOptions {
   /** Largest request body read; past it the answer is 413 and the rest is not read. Default 1 MiB. */
   maxBodyBytes?: number;
   /**
-   * Longest a call may run, in ms: past it the answer is DEADLINE_EXCEEDED (504), even while
-   * the implementation still waits. Default: no limit.
+   * Deadline of every call, in ms: the handler context's signal aborts with DEADLINE_EXCEEDED
+   * then (answered then by an interceptor that races the signal, or by an implementation
+   * that heeds it). Default: none.
    */
   timeoutMs?: number;
   /** Shapes a success. Default: status 200, body = the REST JSON of the response message. */

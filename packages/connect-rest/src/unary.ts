@@ -136,9 +136,7 @@ export function createUnaryInvoker(
       if (!spec) throw new Error(`${call.method.parent.typeName}.${call.method.name} has no unary implementation here`);
       const { context, done } = handlerContext(spec, call);
       try {
-        // A deadline already passed, or a client already gone: the call is not run at all.
-        if (context.signal.aborted) throw ConnectError.from(context.signal.reason);
-        const message = await untilAborted(invokeUnaryImplementation(spec, context, call.message, interceptors), context.signal);
+        const message = await invokeUnaryImplementation(spec, context, call.message, interceptors);
         return { message, header: context.responseHeader, trailer: context.responseTrailer };
       } catch (err) {
         // As connect's handlers: anything but a ConnectError leaves as a bare INTERNAL.
@@ -149,30 +147,4 @@ export function createUnaryInvoker(
       }
     },
   };
-}
-
-/**
- * The call's result, or its signal's reason once that aborts first: a call past its deadline
- * is answered DEADLINE_EXCEEDED then, and one whose client went away ends, even while the
- * implementation still waits (on a row lock, say). What the implementation does after that
- * is not waited for; a write may still take effect, as with any deadline.
- */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      work.catch(() => {}); // its late failure is nobody's to handle now
-      reject(ConnectError.from(signal.reason));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -1,4 +1,6 @@
 import pg from "pg";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { GetBalanceRequestSchema } from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../testing/server.js";
 
@@ -82,5 +84,26 @@ describe("a call held up by the database past its deadline", () => {
     expect(await res.json()).toMatchObject({ code: "deadline_exceeded" });
     expect(took).toBeLessThan(750);
     await released;
+  });
+
+  it("gRPC-Web (connect's own handler): answered DEADLINE_EXCEEDED at the client's deadline, and counted so", async () => {
+    const { released } = await holdTable(2_000);
+    const message = toBinary(GetBalanceRequestSchema, create(GetBalanceRequestSchema, { id: balanceId }));
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    const started = Date.now();
+    const res = await fetch(`${server.baseUrl}${SERVICE}/GetBalance`, {
+      method: "POST",
+      headers: { "x-session-id": sid, "content-type": "application/grpc-web+proto", "x-grpc-web": "1", "grpc-timeout": "300m" },
+      body: frame,
+    });
+    const body = Buffer.from(await res.arrayBuffer()).toString("latin1");
+    const took = Date.now() - started;
+    // Trailers-only in the headers, or a trailer frame in the body.
+    const status = res.headers.get("grpc-status") ?? /grpc-status:\s*(\d+)/i.exec(body)?.[1];
+    expect(status).toBe("4");
+    expect(took).toBeLessThan(750);
+    await released;
+    const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/account_balance_rpc_requests_total\{[^}]*method="GetBalance"[^}]*code="DeadlineExceeded"[^}]*\} [1-9]/);
   });
 });

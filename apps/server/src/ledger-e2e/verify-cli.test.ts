@@ -80,6 +80,14 @@ describe("cli.js exit codes an operator's cron job can read", () => {
     expect(r.stdout).not.toContain("verified");
   });
 
+  it("a usage mistake exits 2 before the database is asked anything, even when it is down", async () => {
+    const down = childEnv({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" });
+    for (const args of [["session", "mint", "--user-id", "u1", "--bogus"], ["session", "mint"], ["verify", "extra"], ["nonsense"]]) {
+      const r = await runNode(CLI_JS, args, down, 60_000);
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(2);
+    }
+  });
+
   it("session mint refuses a user id the contract could never address, and writes nothing", async () => {
     const d = await inProcessDeployment();
     try {
