@@ -4,8 +4,9 @@ import { refusal } from "../errors.js";
 import { invalidTimestamps } from "./timestamps.js";
 
 /**
- * Applies the contract's protovalidate rules to every request message, on every protocol.
- * It sits after the auth interceptor: the spec checks credentials and roles before input.
+ * Applies the contract's protovalidate rules to every request message, on every protocol,
+ * after the Timestamp type's own range (which protovalidate does not check). It sits after
+ * the auth interceptor: the spec checks credentials and roles before input.
  */
 export function createValidationInterceptor(): Interceptor {
   const validator = createValidator();
