@@ -141,10 +141,19 @@ describe("loadConfig", () => {
     ["FLOWLESS_API_URL", "ftp://auth.example.com"],
     ["ACCOUNT_BALANCE_ALLOWED_ROLES", "customer,bad role"],
     ["ACCOUNT_BALANCE_ADMIN_ROLES", "admin;drop"],
+    ["HOST", "not a host"],
+    ["HOST", "http://127.0.0.1"],
+    ["HOST", "300.1.1.1:80"],
   ])("refuses %s=%j and names it", (name, value) => {
     const err = problemWith({ [name]: value });
     expect(err.problems.map((p) => p.variable)).toEqual([name]);
     expect(err.message.startsWith(`${name}: `)).toBe(true);
+  });
+
+  it("takes an IP address or a host name for HOST", () => {
+    for (const host of ["0.0.0.0", "127.0.0.1", "::", "::1", "localhost", "api.internal-1.example.com"]) {
+      expect(loadConfig({ HOST: host }).host).toBe(host);
+    }
   });
 
   it("says what is wrong with a number", () => {

@@ -4,6 +4,7 @@
  * process.env, so this file (and CONFIG_VARIABLES) is the whole list.
  */
 
+import { isIP } from "node:net";
 import path from "node:path";
 
 export type AuthProviderName = "flowless" | "local";
@@ -187,6 +188,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const port = int("PORT", 0, 65535);
   const host = withDefault("HOST");
+  // An IP address or a host name: anything else would fail only at listen, unnamed.
+  if (!isIP(host) && !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
+    fail("HOST", `${shown("HOST", host)} is not an IP address or a host name`);
+  }
 
   const databaseUrl = url("DATABASE_URL", ["postgres:", "postgresql:"]);
   const embeddedPgDir = withDefault("EMBEDDED_PG_DIR");
