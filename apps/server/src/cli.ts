@@ -61,7 +61,8 @@ async function main(argv: string[]): Promise<number> {
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
     dataDir: embeddedDataDir(config),
-    migrate: command.kind === "migrate" || config.migrateOnStart,
+    // A check changes nothing, the schema included: verify never migrates.
+    migrate: command.kind === "migrate" || (command.kind !== "verify" && config.migrateOnStart),
     log: (msg) => process.stderr.write(`${msg}\n`),
   });
   try {

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi, type Api, type Auth } from "../testing/protocols.js";
 import { HTTP_RULES } from "../testing/routes.js";
@@ -78,6 +79,29 @@ describe("cli.js exit codes an operator's cron job can read", () => {
     const r = await runNode(CLI_JS, ["verify"], childEnv({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" }), 60_000);
     expect(r.code, r.stderr).toBe(3);
     expect(r.stdout).not.toContain("verified");
+  });
+
+  it("verify on a database without the ledger's schema exits 3 and creates nothing there", async () => {
+    const d = await inProcessDeployment();
+    const name = `verify_empty_${process.pid}_${Date.now()}`;
+    try {
+      await d.sql(`create database ${name}`);
+      const url = new URL(d.databaseUrl);
+      url.pathname = `/${name}`;
+      const r = await runNode(CLI_JS, ["verify"], childEnv({ DATABASE_URL: url.toString(), MIGRATE_ON_START: "true" }), 60_000);
+      expect(r.code, r.stderr).toBe(3);
+      const probe = new pg.Client({ connectionString: url.toString() });
+      await probe.connect();
+      try {
+        const tables = await probe.query("select count(*)::int as n from information_schema.tables where table_schema = 'public'");
+        expect(tables.rows).toEqual([{ n: 0 }]);
+      } finally {
+        await probe.end();
+      }
+    } finally {
+      await d.sql(`drop database if exists ${name}`).catch(() => undefined);
+      await d.close();
+    }
   });
 
   it("a usage mistake exits 2 before the database is asked anything, even when it is down", async () => {
