@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { openLedger } from "@account-balance/ledger";
 import { ConfigError, embeddedDataDir, loadConfig } from "./config.js";
+import { ROLE_SHAPE, USER_ID_SHAPE } from "./auth/caller.js";
 
 const USAGE = `usage:
   account-balance migrate
@@ -44,7 +45,7 @@ function parseCommand(argv: string[]): Command | string {
   if (!values["user-id"] || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) return USAGE;
   // The contract's user_id shape: a session for "a b" would create balances that no admin
   // route could ever address.
-  if (!/^[!-~]{1,128}$/.test(values["user-id"]) || !/^[!-~]{1,64}$/.test(values["user-type"]!)) {
+  if (!USER_ID_SHAPE.test(values["user-id"]) || !ROLE_SHAPE.test(values["user-type"]!)) {
     return "--user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64";
   }
   return { kind: "mint", userId: values["user-id"], userType: values["user-type"]!, ttlSeconds, email: values.email, name: values.name };

@@ -14,3 +14,7 @@ export interface Caller {
 
 /** Set by the auth interceptor on every account-balance RPC; handlers read it with ctx.values.get(callerKey). */
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "caller" });
+
+/** The contract's user_id shape (1 to 128 printable ASCII characters, no spaces), and a role's. */
+export const USER_ID_SHAPE = /^[!-~]{1,128}$/;
+export const ROLE_SHAPE = /^[!-~]{1,64}$/;
