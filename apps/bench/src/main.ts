@@ -240,6 +240,7 @@ async function measure(
   const pgSec = backendCpuDelta(pg0, postgresBackends(database));
   const m1 = machineCpu();
   const after = await rpcCounts(server.baseUrl);
+  const canceled = (after.byCode.get("Canceled") ?? 0) - (before.byCode.get("Canceled") ?? 0);
   const opsPerSec = result.elapsedSec > 0 ? result.ok / result.elapsedSec : 0;
   // Server and PostgreSQL CPU cover the whole run, warm-up included: per op, divide by
   // every call they served in that time (the /metrics count).
@@ -251,7 +252,7 @@ async function measure(
     protocol: client === "baseline" ? "sql" : CLIENT_PROTOCOL[client],
     ok: result.ok,
     errors: result.errors,
-    errorSamples: result.errorSamples,
+    errorSamples: [...result.errorSamples, ...failedOnServer(before.byCode, after.byCode)],
     opsPerSec,
     ratio: null,
     latencyMs: result.latency,
@@ -260,11 +261,22 @@ async function measure(
       peakRssMb: srv.peakRssBytes / 2 ** 20,
       cpuPercent: (srv.cpuSeconds / wallSec) * 100,
       cpuUsPerOp: served > 0 ? (srv.cpuSeconds / served) * 1e6 : 0,
-      failedRpcs: after.failed - before.failed,
+      failedRpcs: after.failed - before.failed - canceled,
+      canceledRpcs: canceled,
     },
     postgresCpuPercent: (pgSec / wallSec) * 100,
     machineBusyPercent: m1.total > m0.total ? ((m1.busy - m0.busy) / (m1.total - m0.total)) * 100 : 0,
   };
+}
+
+/** The server's failed RPCs during one run, by code: "server: 6 CANCELED". */
+function failedOnServer(before: Map<string, number>, after: Map<string, number>): string[] {
+  const parts: string[] = [];
+  for (const [code, n] of after) {
+    const d = n - (before.get(code) ?? 0);
+    if (d > 0) parts.push(`${d} ${code}`);
+  }
+  return parts.length ? [`server: ${parts.join(", ")}`] : [];
 }
 
 function print(row: Row): void {

@@ -23,8 +23,16 @@ export interface Row {
     /** CPU of the server process during the run, % of one core. */
     cpuPercent: number;
     cpuUsPerOp: number;
-    /** RPCs that did not end OK, from /metrics (also catches gRPC errors h2load cannot see). */
+    /**
+     * RPCs that did not end OK, from /metrics (also catches gRPC errors h2load cannot see),
+     * cancellations aside.
+     */
     failedRpcs: number;
+    /**
+     * RPCs whose caller went away first: wrk and h2load close their connections with calls
+     * in flight when their time is up, so up to one per connection at the end is expected.
+     */
+    canceledRpcs: number;
   } | null;
   /** CPU of the PostgreSQL backends of the bench database during the run, % of one core. */
   postgresCpuPercent: number;

@@ -89,18 +89,26 @@ export async function startServer(opts: StartServer): Promise<ServerProcess> {
   };
 }
 
-/** RPCs by final code from the server's /metrics: how many ended OK and how many did not. */
-export async function rpcCounts(baseUrl: string): Promise<{ ok: number; failed: number }> {
+/**
+ * RPCs by final code from the server's /metrics: how many ended OK, how many did not, and
+ * the latter by code (so a run's failures say what they were).
+ */
+export async function rpcCounts(baseUrl: string): Promise<{ ok: number; failed: number; byCode: Map<string, number> }> {
   const text = await fetch(`${baseUrl}/metrics`).then((r) => r.text());
   let ok = 0;
   let failed = 0;
+  const byCode = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line.startsWith("account_balance_rpc_requests_total{")) continue;
     const n = Number(line.slice(line.lastIndexOf(" ") + 1));
-    if (line.includes('code="OK"')) ok += n;
-    else failed += n;
+    const code = /code="([^"]*)"/.exec(line)?.[1] ?? "?";
+    if (code === "OK") ok += n;
+    else {
+      failed += n;
+      byCode.set(code, (byCode.get(code) ?? 0) + n);
+    }
   }
-  return { ok, failed };
+  return { ok, failed, byCode };
 }
 
 /**

@@ -48,6 +48,7 @@ describe("pnpm bench --smoke", () => {
       for (const r of rows.filter((r) => ["baseline", "grpc-js", "grpc-h2", "grpc-raw", "connect", "rest"].includes(r.client))) {
         expect(r.errors, `${scenario} ${r.client}: ${r.errorSamples.join(" | ")}`).toBe(0);
         expect(r.server?.failedRpcs ?? 0, `${scenario} ${r.client}: failed RPCs on the server`).toBe(0);
+        expect(r.server?.canceledRpcs ?? 0, `${scenario} ${r.client}: canceled RPCs on the server`).toBe(0);
       }
     }
     expect(report.targets.map((t) => t.name)).toHaveLength(5);
