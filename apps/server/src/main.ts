@@ -41,5 +41,10 @@ const stop = (signal: string) => {
     },
   );
 };
+// A promise nobody awaited must not end every call in flight with it: logged by name (no
+// message, which may carry data), and the service keeps serving.
+process.on("unhandledRejection", (err: unknown) => {
+  log.error("unhandled rejection", { error: err instanceof Error ? err.name : typeof err });
+});
 process.on("SIGTERM", () => stop("SIGTERM"));
 process.on("SIGINT", () => stop("SIGINT"));

@@ -152,11 +152,17 @@ describe("totals", () => {
     expect((await refusal(ledger.reads.totals({ userId: "rd-tie", status: "gone" as never }))).details.field).toBe("status");
   });
 
-  it("adds large balances exactly", async () => {
+  it("adds large balances exactly up to ±(2^53-1), and refuses a total beyond it", async () => {
     const max = 9_007_199_254_740_991n;
-    await ledger.balances.create(balanceInput({ userId: "rd-big", balanceCents: max }));
-    await ledger.balances.create(balanceInput({ userId: "rd-big", balanceCents: max }));
-    expect((await ledger.reads.totals({ userId: "rd-big" })).totalBalanceCents).toBe(2n * max);
+    await ledger.balances.create(balanceInput({ userId: "rd-big", balanceCents: max - 10n }));
+    await ledger.balances.create(balanceInput({ userId: "rd-big", balanceCents: 10n }));
+    expect((await ledger.reads.totals({ userId: "rd-big" })).totalBalanceCents).toBe(max);
+    await ledger.balances.create(balanceInput({ userId: "rd-big", balanceCents: 1n, balanceType: "credits" }));
+    const err = await refusal(ledger.reads.totals({ userId: "rd-big" }));
+    expect(err.reason).toBe("AMOUNT_OUT_OF_RANGE");
+    expect(err.message).toMatch(/currency or balance_type filter/);
+    // Per type each fits, and a filtered question is answered.
+    expect((await ledger.reads.totals({ userId: "rd-big", balanceType: "general" })).totalBalanceCents).toBe(max);
   });
 });
 

@@ -1,4 +1,4 @@
-import { BALANCE_STATUSES, BALANCE_TYPES, TRANSACTION_TYPES, type BalanceType, type TransactionType } from "./domain.js";
+import { BALANCE_STATUSES, BALANCE_TYPES, MAX_CENTS, TRANSACTION_TYPES, type BalanceType, type TransactionType } from "./domain.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
 import { MAX_PAGE_LIMIT, type BalanceFilter, type OwnerScope, type Page, type PageRequest } from "./balances.js";
@@ -382,6 +382,7 @@ export function createReads(orm: LedgerOrm): Reads {
       for (const c of byCurrency) if (!best || c.balanceCount > best.balanceCount) best = c;
       currency = best?.currency ?? "USD";
     }
+    for (const t of [...byType, ...byCurrency]) reportable(t.totalBalanceCents, "the total of these balances", "a currency or balance_type filter");
     const main = byCurrencyMap.get(currency);
     return {
       currency,
@@ -398,6 +399,7 @@ export function createReads(orm: LedgerOrm): Reads {
     const q = statisticsQuery(balanceId, { ...(from ? { from } : {}), ...(to ? { to } : {}) }, opts?.ownerId);
     const [r] = await inSnapshot(orm, (em) => runSql(em, q.sql, q.params) as Promise<StatisticsRow[]>);
     if (!r) throw notFound();
+    for (const sum of [r.total_credits, r.total_debits, r.net_change]) reportable(BigInt(sum), "a sum of this history", "a from/to window");
     return {
       balanceId: r.id,
       currency: r.currency,
@@ -432,4 +434,18 @@ export function createReads(orm: LedgerOrm): Reads {
   }
 
   return { listTransactions, totals, statistics, listExpiring };
+}
+
+/**
+ * A sum of amounts as the contract can carry it. Each amount and balance stays within
+ * ±(2^53-1), so JSON clients read it exactly, but a sum over many need not: beyond that it
+ * would reach JSON callers as a string (or, past int64, not encode at all), so it is refused
+ * with a way to ask for less.
+ */
+function reportable(sum: bigint, what: string, narrower: string): void {
+  if (sum > MAX_CENTS || sum < -MAX_CENTS) {
+    throw new LedgerError("AMOUNT_OUT_OF_RANGE", `${what} is outside ±${MAX_CENTS} cents and cannot be reported; ask for less with ${narrower}`, {
+      max_cents: MAX_CENTS.toString(),
+    });
+  }
 }

@@ -77,7 +77,7 @@ export function createUnaryShortPath(opts: UnaryShortPathOptions): (req: NodeReq
       if (encoding !== undefined && encoding !== "identity") return false;
       const timeout = parseGrpcTimeout(singleHeader(h["grpc-timeout"]), opts.maxTimeoutMs);
       if (timeout.error) return false;
-      void serve(route, { protocol: "grpc" }, req, res, timeout.timeoutMs, opts);
+      serve(route, { protocol: "grpc" }, req, res, timeout.timeoutMs, opts).catch(() => abandon(res));
       return true;
     }
     const json = CONNECT_JSON.test(contentType);
@@ -91,9 +91,14 @@ export function createUnaryShortPath(opts: UnaryShortPathOptions): (req: NodeReq
     if (length === undefined ? req.httpVersionMajor !== 2 : !(Number(length) <= opts.readMaxBytes)) return false;
     const timeout = parseConnectTimeout(singleHeader(h["connect-timeout-ms"]), opts.maxTimeoutMs);
     if (timeout.error) return false;
-    void serve(route, { protocol: "connect", json }, req, res, timeout.timeoutMs, opts);
+    serve(route, { protocol: "connect", json }, req, res, timeout.timeoutMs, opts).catch(() => abandon(res));
     return true;
   };
+}
+
+/** A call this path failed to answer: its stream is reset, never left open or the process ended. */
+function abandon(res: NodeResponse): void {
+  if (!res.destroyed) res.destroy();
 }
 
 async function serve(
@@ -145,11 +150,9 @@ async function serve(
   let error = outcome.error;
   let out: Uint8Array | undefined;
   if (outcome.error === undefined) {
-    const encoded =
-      wire.protocol === "connect" && wire.json
-        ? Buffer.from(toJsonString(route.method.output, outcome.message), "utf8")
-        : toBinary(route.method.output, outcome.message);
-    if (encoded.length <= opts.writeMaxBytes) out = encoded;
+    const encoded = encode(route.method.output, outcome.message, wire);
+    if (encoded === undefined) error = new ConnectError("internal error", Code.Internal);
+    else if (encoded.length <= opts.writeMaxBytes) out = encoded;
     else error = new ConnectError(`message size ${encoded.length} is larger than configured writeMaxBytes ${opts.writeMaxBytes}`, Code.ResourceExhausted);
   }
   if (res.destroyed || res.headersSent || res.writableEnded) return;
@@ -175,6 +178,19 @@ async function serve(
   headers["content-length"] = String(out!.length);
   (res as ServerResponse).writeHead(status, headers);
   res.end(out!);
+}
+
+/**
+ * The response message on the wire, or undefined if it cannot be encoded (a value outside
+ * its field's range): the caller is answered INTERNAL, without the encoder's text, which
+ * names the message's fields.
+ */
+function encode(schema: DescMessage, message: Parameters<typeof toBinary>[1], wire: Wire): Uint8Array | undefined {
+  try {
+    return wire.protocol === "connect" && wire.json ? Buffer.from(toJsonString(schema, message), "utf8") : toBinary(schema, message);
+  } catch {
+    return undefined;
+  }
 }
 
 /** connect's own handler for the method, given the request body as read so far. */
