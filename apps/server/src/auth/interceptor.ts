@@ -54,10 +54,14 @@ export function createAuthInterceptor(opts: AuthOptions): Interceptor {
   }
 
   async function authenticate(req: CredentialSource): Promise<Caller> {
-    const service = serviceTokens.match(bearerToken(req.header));
-    if (service !== undefined) return service;
-
     const found = findSessionId(req);
+    // The spec's order puts X-Session-ID before Authorization: a gateway that calls with a
+    // service token and forwards its user's X-Session-ID acts as that user, never as the
+    // service. A service token is the Bearer credential, ahead of query and cookie.
+    if (found?.from !== "header") {
+      const service = serviceTokens.match(bearerToken(req.header));
+      if (service !== undefined) return service;
+    }
     if (found !== undefined) {
       // A credential that is sent is always checked: a bad one never falls back to the trusted header.
       const { sessionId } = found;

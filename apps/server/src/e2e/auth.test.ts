@@ -251,6 +251,14 @@ describe("session id sources on REST (spec section 5 order)", () => {
     expect(res.status).toBe(401);
     expect(res.body).toMatchObject({ success: false, code: "UNAUTHENTICATED" });
   });
+
+  it.each(PROTOCOLS)("X-Session-ID wins over a service token (%s): the call is the session's user's, a bad session is refused", async (protocol) => {
+    const both: Auth = { session: sid, bearer: server.serviceToken };
+    // Another user's data, which the service token alone could read.
+    expectRefused(await api.call(protocol, "ListUserBalances", { user_id: "someone-else" }, both), "FORBIDDEN");
+    expect(expectOk(await api.call(protocol, "ListMyBalances", {}, both)).data).toBeInstanceOf(Array);
+    expectRefused(await api.call(protocol, "ListMyBalances", {}, { session: "bad-session-id-value", bearer: server.serviceToken }), "UNAUTHENTICATED");
+  });
 });
 
 describe("ACCOUNT_BALANCE_ENABLED=false", () => {
