@@ -78,8 +78,13 @@ function wrap<S extends DescService>(service: S, transport: Transport, options: 
     };
     out[method.localName] = RETRIED.has(method.localName)
       ? (request, callOptions) => {
-          // The same key on every attempt: a retry of a request that did land returns its first result.
-          const keyed = { ...request, idempotencyKey: request["idempotencyKey"] ?? newIdempotencyKey() };
+          // The same key on every attempt: a retry of a request that did land returns its first
+          // result. The caller's own key is kept, from the field or the Idempotency-Key header
+          // (the server refuses the two when they differ); a message made with create() has
+          // "" for "no key".
+          const own = request["idempotencyKey"];
+          const fromHeader = new Headers(callOptions?.headers).get("idempotency-key");
+          const keyed = { ...request, idempotencyKey: typeof own === "string" && own !== "" ? own : (fromHeader ?? newIdempotencyKey()) };
           const retry = callOptions?.retry ?? options.retry;
           return withRetry(() => once(keyed, callOptions), retry, callOptions?.signal);
         }

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { startTestServer, type TestServer } from "@account-balance/server/dist/testing/server.js";
 import { createNodeClients, type NodeClients } from "./node.js";
 import { AccountBalanceError, BalanceType, TransactionType, REASONS } from "./index.js";
+import { CreditBalanceRequestSchema } from "./gen/accountbalance/v1/account_balance_service_pb.js";
 
 // The Node clients against a real server and database: both protocols, typed errors with
 // bigint details, per-call deadlines, and credit/debit retries that reuse one idempotency key.
@@ -155,6 +157,24 @@ describe.each(["grpc", "connect"] as const)("createNodeClients over %s", (protoc
     expect(seen).toEqual([`order-42-${protocol}`, `order-42-${protocol}`]);
     expect((await transactionsOf(id)).map((t) => t.transaction_type)).toEqual(["credit", "debit"]);
 
+    // A key sent as the Idempotency-Key header is the field's too, and is kept on retry.
+    seen.length = 0;
+    failures = 1;
+    const viaHeader = await balances.debitBalance({ id, amountCents: 1n }, { headers: { "idempotency-key": `hdr-${protocol}` } });
+    expect(viaHeader.data!.balance!.balanceCents).toBe(199n);
+    expect(seen).toEqual([`hdr-${protocol}`, `hdr-${protocol}`]);
+    expect((await transactionsOf(id)).map((t) => t.transaction_type)).toEqual(["credit", "debit", "debit"]);
+
+    // A message made with create() has "" for no key: it gets one like a plain object.
+    seen.length = 0;
+    failures = 1;
+    const made = await balances.creditBalance(create(CreditBalanceRequestSchema, { id, amountCents: 1n }));
+    expect(made.data!.balance!.balanceCents).toBe(200n);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seen[1]).toBe(seen[0]);
+    expect((await transactionsOf(id)).map((t) => t.amount_cents)).toEqual(["250", "50", "1", "1"]);
+
     // A deadline that fired after the server answered is retried the same way.
     seen.length = 0;
     failures = 1;
@@ -163,7 +183,7 @@ describe.each(["grpc", "connect"] as const)("createNodeClients over %s", (protoc
     expect(again.data!.balance!.balanceCents).toBe(175n);
     expect(seen).toHaveLength(2);
     expect(seen[1]).toBe(seen[0]);
-    expect((await transactionsOf(id)).map((t) => t.amount_cents)).toEqual(["250", "50", "25"]);
+    expect((await transactionsOf(id)).map((t) => t.amount_cents)).toEqual(["250", "50", "1", "1", "25"]);
 
     const keys = await server.sql<{ n: string }>("select count(*)::text as n from idempotency_keys where key = any($1)", [[creditKey, seen[0]]]);
     expect(keys[0]!.n).toBe("2");
