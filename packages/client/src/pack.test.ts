@@ -46,13 +46,19 @@ it("installs from its tarball outside the workspace and works against a real ser
       type: "module",
       dependencies: {
         "@account-balance/client": `file:./${tarball}`,
-        "@connectrpc/connect-node": "2.2.0",
-        "@connectrpc/connect-web": "2.2.0",
+        // The oldest connect the peer ranges allow, whose transports declare Node 20 (2.2
+        // declares 22): installed with --engine-strict, so a conflict would fail here.
+        "@connectrpc/connect": "2.1.1",
+        "@connectrpc/connect-node": "2.1.1",
+        "@connectrpc/connect-web": "2.1.1",
         "@types/node": "20.19.43",
       },
     }),
   );
-  await run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: scratch, timeout: 90_000 });
+  await run("npm", ["install", "--engine-strict", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: scratch, timeout: 90_000 });
+  // One connect in the tree: the client uses the project's own copy.
+  const { stdout: tree } = await run("npm", ["ls", "@connectrpc/connect", "--all", "--parseable"], { cwd: scratch });
+  expect(tree.trim().split("\n").filter((l) => l.endsWith("node_modules/@connectrpc/connect"))).toHaveLength(1);
   // Nothing of the workspace leaked into the published manifest.
   const installed = JSON.parse(readFileSync(join(scratch, "node_modules/@account-balance/client/package.json"), "utf8"));
   expect(JSON.stringify(installed.dependencies)).not.toMatch(/workspace:|@account-balance\//);
