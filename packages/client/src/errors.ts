@@ -16,14 +16,19 @@ export interface ErrorDetails {
   readonly [key: string]: string | bigint | undefined;
 }
 
-/** Without an ErrorInfo (a network failure, a proxy's answer) the status code gives the reason. */
+/**
+ * Without an ErrorInfo (a network failure, a proxy's answer) the status code gives the reason.
+ * The service sends an ErrorInfo with every refusal of its own, MODULE_DISABLED and
+ * TOO_MANY_REQUESTS included, so these cover what others answer: RESOURCE_EXHAUSTED without
+ * one is a message over a size limit (a retry would fail the same way), and UNIMPLEMENTED a
+ * path nothing serves (a wrong baseUrl, an older server), which no spec reason names.
+ */
 const REASON_OF_CODE: Partial<Record<Code, Reason>> = {
   [Code.InvalidArgument]: "VALIDATION_FAILED",
   [Code.Unauthenticated]: "UNAUTHENTICATED",
   [Code.PermissionDenied]: "FORBIDDEN",
   [Code.NotFound]: "NOT_FOUND",
-  [Code.Unimplemented]: "MODULE_DISABLED",
-  [Code.ResourceExhausted]: "TOO_MANY_REQUESTS",
+  [Code.ResourceExhausted]: "VALIDATION_FAILED",
   [Code.Unavailable]: "UNAVAILABLE",
   [Code.DeadlineExceeded]: "UNAVAILABLE",
 };
