@@ -81,6 +81,21 @@ export const outcomeUnknown = (): LedgerError =>
     "the database did not confirm the write, which may have taken effect: retry with the same idempotency key, or read the history first",
   );
 
+/**
+ * What the caller of a movement is told when its balance (or its idempotency key) stayed
+ * locked by another transaction past the lock timeout. Nothing was written.
+ */
+export const balanceHeld = (): LedgerError =>
+  new LedgerError(
+    "UNAVAILABLE",
+    "the balance or the idempotency key is held by another transaction still running; nothing was written: retry later with the same idempotency key",
+  );
+
+/** A movement whose own lock wait ran past the lock timeout (55P03 from the database). */
+export function isLockTimeout(err: LedgerError): boolean {
+  return sqlState((err as { cause?: unknown }).cause) === "55P03";
+}
+
 /** A failure named for operators: the SQLSTATE class, never SQL or server text. */
 export function failureKind(err: unknown): string {
   if (err instanceof CommitOutcomeUnknown) return failureKind(err.failure);
@@ -118,6 +133,8 @@ export function toLedgerError(err: unknown): LedgerError {
     out = new LedgerError(unique.reason, unique.message);
   } else if (isConnectionError(err)) {
     out = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
+  } else if (code === "55P03") {
+    out = balanceHeld();
   } else if (isRetryable(err)) {
     out = new LedgerError("UNAVAILABLE", "the operation conflicted with a concurrent one, try again");
   } else {

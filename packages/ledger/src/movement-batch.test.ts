@@ -738,30 +738,100 @@ describe("a failing batch", () => {
 });
 
 describe("a balance locked for long", () => {
-  it("holds up only its own movements: the batch gives up on the lock and runs its calls one by one", async () => {
+  /** Another session holding the row lock of `ids` until `release()`. */
+  async function hold(...ids: string[]): Promise<{ release(): Promise<void> }> {
+    const holder = new pg.Client({ connectionString: db.url });
+    holder.on("error", () => {});
+    await holder.connect();
+    await holder.query("begin");
+    await holder.query("select 1 from account_balances where id = any($1) for update", [ids]);
+    return {
+      async release() {
+        await holder.query("rollback").catch(() => {});
+        await holder.end().catch(() => {});
+      },
+    };
+  }
+
+  const count = async (balanceId: string) => (await transactionsOf(db.url, balanceId)).length;
+
+  it("holds up only its own movements: the batch gives up on the lock, the others are applied, its own are UNAVAILABLE with nothing written", async () => {
     const lines: string[] = [];
     const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 }, log: (m) => lines.push(m) });
     const stuck = await open("gc-stuck", 10n);
     const free = await open("gc-stuck", 10n);
-    const holder = new pg.Client({ connectionString: db.url });
-    holder.on("error", () => {});
-    await holder.connect();
+    const lock = await hold(stuck.id);
     try {
-      await holder.query("begin");
-      await holder.query("select 1 from account_balances where id = $1 for update", [stuck.id]);
       const onStuck = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
       const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} });
-      // The free balance's call completes while the other balance is still locked.
+      // The free balance's call completes while the other balance is still locked (it would
+      // hang here, and the test time out, if it waited for the lock).
       expect((await onFree).balance.balanceCents).toBe(11n);
       expect(lines.filter((m) => m.includes(" batch "))).toEqual([
         "ledger: a batch of 2 movement(s) failed (SQLSTATE 55P03); running them one by one",
       ]);
-      await holder.query("rollback");
-      expect((await onStuck).balance.balanceCents).toBe(11n);
+      const err = await refusal(onStuck);
+      expect(err.reason).toBe("UNAVAILABLE");
+      expect(err.message).toMatch(/nothing was written/);
+      expect(await count(stuck.id)).toBe(1);
     } finally {
-      await holder.end().catch(() => {});
-      await l.close();
+      await lock.release();
     }
+    // Once the lock is gone the balance moves again, in batches.
+    expect((await l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} })).balance.balanceCents).toBe(11n);
+    await l.close();
+    await verified();
+  });
+
+  it("batches waiting on one locked balance do not take every batch slot: the other balances keep moving", async () => {
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300, maxInFlight: 2 } });
+    const stuck = await open("gc-slots", 10n);
+    const others = await Promise.all([open("gc-slots", 10n), open("gc-slots", 10n), open("gc-slots", 10n)]);
+    const lock = await hold(stuck.id);
+    try {
+      // Two batches of the locked balance alone, one per slot (a batch of one balance used to
+      // wait for its lock with no timeout, in its slot).
+      const first = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      await new Promise((r) => setTimeout(r, 50));
+      const second = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      await new Promise((r) => setTimeout(r, 50));
+      // Other balances, while both are waiting and after: each completes with the lock held.
+      for (const b of others) expect((await l.movements.credit({ balanceId: b.id, amountCents: 5n, metadata: {} })).balance.balanceCents).toBe(15n);
+      // Calls on the locked balance that come later queue in its lane, not in batches.
+      const third = l.movements.debit({ balanceId: stuck.id, amountCents: 1n, allowNegative: false, metadata: {} });
+      for (const call of [first, second, third]) expect((await refusal(call)).reason).toBe("UNAVAILABLE");
+      expect(await count(stuck.id)).toBe(1);
+    } finally {
+      await lock.release();
+    }
+    expect((await l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} })).balance.balanceCents).toBe(11n);
+    await l.close();
+    await verified();
+  });
+
+  it("a retry whose key is held by a call waiting on a lock does not hold up its batch's other movements", async () => {
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300, maxInFlight: 8 } });
+    const stuck = await open("gc-keywait", 10n);
+    const free = await open("gc-keywait", 10n);
+    const lock = await hold(stuck.id);
+    try {
+      const k = key("held-key");
+      const original = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k });
+      await new Promise((r) => setTimeout(r, 100));
+      // Same key again, with a movement of another balance in the same batch.
+      const retry = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k });
+      const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} });
+      expect((await onFree).balance.balanceCents).toBe(11n);
+      expect((await refusal(original)).reason).toBe("UNAVAILABLE");
+      expect((await refusal(retry)).reason).toBe("UNAVAILABLE");
+      expect(await count(stuck.id)).toBe(1);
+    } finally {
+      await lock.release();
+    }
+    // Refused, so the key was not kept: the next try runs afresh, once.
+    const again = await l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: key("held-key") });
+    expect([again.balance.balanceCents, again.replayed]).toEqual([11n, false]);
+    await l.close();
     await verified();
   });
 });

@@ -78,7 +78,7 @@ const byKey = (a: { scope: string; key: string }, b: { scope: string; key: strin
 
 /**
  * Locks the balances a batch may move, in id order, with its new time (parameters: the ids
- * as a JSON array, the lock timeout in ms or null, the visible (id, owner) pairs as JSON).
+ * as a JSON array, the visible (id, owner) pairs as JSON).
  * Expiry and the new time are read from the clock above the lock, once each row is held: a
  * scan's own columns are computed before it waits for a row, and PostgreSQL computes them
  * again only if the holder changed the row, so a debit that waited behind a lock on an
@@ -89,9 +89,7 @@ export const LOCK_BALANCES_SQL = `select l.*,
         greatest(date_trunc('milliseconds', clock_timestamp()), l.updated_at) as next_updated_at
    from (select b.*
            from account_balances b
-          where b.id = any(array(
-                  select x from jsonb_array_elements_text(?::jsonb) as x
-                   where set_config('lock_timeout', coalesce(?, current_setting('lock_timeout')), true) is not null))
+          where b.id = any(array(select x from jsonb_array_elements_text(?::jsonb) as x))
             and exists (select 1 from jsonb_to_recordset(?::jsonb) as p(id text, owner text)
                          where p.id = b.id and (p.owner is null or p.owner = b.user_id))
           order by b.id
@@ -158,7 +156,6 @@ export async function runMovementBatch(
   orm: LedgerOrm,
   requests: readonly MovementRequest[],
   ttlSeconds: number,
-  lockTimeoutMs: number,
 ): Promise<TransactionEnd<BatchOutcome[]>> {
   const outcomes: Array<BatchOutcome | undefined> = new Array(requests.length);
 
@@ -237,20 +234,15 @@ export async function runMovementBatch(
   }
   const running = new Map<string, Running>();
   if (pairs.length > 0) {
-    // A balance held long by someone else (a stuck session, a slow admin change) must not
-    // hold up the movements of every other balance in the batch: past the timeout the batch
-    // fails (55P03) and its calls run one by one, so only that balance's calls keep waiting.
-    // A batch on a single balance waits as one movement would. Set in this statement, no
-    // extra round trip: the id list is an init plan, computed (and the timeout set) before
-    // the index scan and the first row lock. `= any(array(…))` keeps it an index scan
-    // whatever the planner thinks of the JSON's row count.
-    const timeout = wanted.size > 1 ? String(Math.trunc(lockTimeoutMs)) : null;
+    // `= any(array(…))` keeps it an index scan whatever the planner thinks of the JSON's
+    // row count. A wait here (or for a key, above) ends at the batch's lock timeout, set
+    // with BEGIN (MovementBatcher).
     // The new time of each balance is taken once, under its lock: the database clock to the
     // millisecond, never before the balance's last change, so per balance `created_at`
     // never runs backwards against `sequence`.
     const locked = (await sql(
       LOCK_BALANCES_SQL,
-      [JSON.stringify([...wanted.keys()]), timeout, JSON.stringify(pairs)],
+      [JSON.stringify([...wanted.keys()]), JSON.stringify(pairs)],
     )) as LockedRow[];
     for (const row of locked) running.set(row.id, { row, cents: BigInt(row.balance_cents), moves: 0n });
   }

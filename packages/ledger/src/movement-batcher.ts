@@ -1,4 +1,4 @@
-import { CommitOutcomeUnknown, failureKind, isRetryable, outcomeUnknown } from "./db-errors.js";
+import { balanceHeld, CommitOutcomeUnknown, failureKind, isLockTimeout, isRetryable, outcomeUnknown } from "./db-errors.js";
 import { LedgerError } from "./errors.js";
 import type { Idempotency } from "./idempotency.js";
 import { runMovementBatch, type BatchOutcome } from "./movement-batch.js";
@@ -15,9 +15,10 @@ export interface BatchingOptions {
    */
   maxInFlight?: number;
   /**
-   * How long a batch that moves several balances waits for a row or key lock before it
-   * gives up and runs its calls one by one (so one long-held balance does not hold up the
-   * others): 1 … 600000 ms, default 5000.
+   * How long a batch, or a call run on its own after one, waits for a row or key lock before
+   * it gives up (so one long-held balance does not hold up the others): 1 … 600000 ms,
+   * default 5000. A batch that gives up runs its calls one by one; a call that gives up is
+   * answered UNAVAILABLE, nothing written.
    */
   lockTimeoutMs?: number;
 }
@@ -61,9 +62,30 @@ export function checkBatchingOptions(opts: BatchingOptions): Required<BatchingOp
  *   (`inPooledTransaction`): committed, and every call gets its outcome; rolled back, and the
  *   calls run one by one as above; still unknown, and every call is answered UNAVAILABLE —
  *   never success, and never run twice.
+ *
+ * A balance another transaction holds for long (a stuck session, another instance cut off
+ * mid-transaction) must hold up only its own calls. Every batch waits for a lock at most
+ * `lockTimeoutMs`, key claims included, and then runs its calls one by one, outside its
+ * batch slot: calls on one balance in a queue of their own (`Lane`), in arrival order, while
+ * the others go on in batches. Until its lane is empty, new calls on that balance join it
+ * rather than a batch. A lane's call that times out on the lock is answered UNAVAILABLE
+ * (nothing was written), and so is every call queued behind it by then, without waiting
+ * again: a retry with the same idempotency key is safe.
  */
+/** The calls of one balance that run one by one (see MovementBatcher). */
+interface Lane {
+  tail: Promise<void>;
+  /** Calls queued and not yet answered. */
+  pending: number;
+  /** Numbers the lane's calls in arrival order. */
+  queued: number;
+  /** Calls numbered up to this one are answered UNAVAILABLE: a call before them timed out. */
+  refuseThrough: number;
+}
+
 export class MovementBatcher {
   private readonly queue: Pending[] = [];
+  private readonly lanes = new Map<string, Lane>();
   private inFlight = 0;
   private scheduled = false;
   private readonly idle: Array<() => void> = [];
@@ -74,7 +96,7 @@ export class MovementBatcher {
   constructor(
     private readonly orm: LedgerOrm,
     private readonly idempotency: Idempotency,
-    private readonly single: (m: MovementRequest) => Promise<MovementResult>,
+    private readonly single: (m: MovementRequest, lockTimeoutMs: number) => Promise<MovementResult>,
     opts: BatchingOptions & { onBatch?: (size: number) => void; log?: (msg: string) => void } = {},
   ) {
     // A log line must never change a movement's outcome (a throw here would turn a committed
@@ -92,6 +114,10 @@ export class MovementBatcher {
 
   submit(request: MovementRequest): Promise<MovementResult> {
     return new Promise<MovementResult>((resolve, reject) => {
+      if (this.lanes.has(request.balanceId)) {
+        this.alone({ request, resolve, reject });
+        return;
+      }
       this.queue.push({ request, resolve, reject });
       // setImmediate, not a microtask and not a timer: it runs once the event loop has
       // handled every socket it found readable, so requests that arrived together share a
@@ -109,20 +135,35 @@ export class MovementBatcher {
     });
   }
 
-  /** Resolves once nothing is queued or in flight. */
+  /** Resolves once nothing is queued, in flight or in a lane. */
   drain(): Promise<void> {
-    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0 && this.lanes.size === 0;
+  }
+
+  private settle(): void {
+    if (this.isIdle()) for (const done of this.idle.splice(0)) done();
   }
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch: Pending[] = [];
+      while (batch.length < this.maxBatch && this.queue.length > 0) {
+        const p = this.queue.shift()!;
+        // Its balance got a lane while the call queued: it goes there, behind the others.
+        if (this.lanes.has(p.request.balanceId)) this.alone(p);
+        else batch.push(p);
+      }
+      if (batch.length === 0) continue;
       this.inFlight += 1;
       void this.run(batch).finally(() => {
         this.inFlight -= 1;
         this.pump();
-        if (this.queue.length === 0 && this.inFlight === 0) for (const done of this.idle.splice(0)) done();
+        this.settle();
       });
     }
   }
@@ -135,7 +176,8 @@ export class MovementBatcher {
       try {
         outcomes = await inPooledTransaction(
           this.orm,
-          (sql) => runMovementBatch(sql, this.orm, requests, this.idempotency.ttlSeconds, this.lockTimeoutMs),
+          (sql) => runMovementBatch(sql, this.orm, requests, this.idempotency.ttlSeconds),
+          { lockTimeoutMs: this.lockTimeoutMs },
         );
       } catch (err) {
         if (err instanceof CommitOutcomeUnknown) {
@@ -146,7 +188,8 @@ export class MovementBatcher {
         }
         if (isRetryable(err) && attempt < BATCH_ATTEMPTS) continue;
         this.log(`ledger: a batch of ${batch.length} movement(s) failed (${failureKind(err)}); running them one by one`);
-        await this.oneByOne(batch);
+        // Not awaited: the batch's slot is free for the next batch at once.
+        for (const p of batch) this.alone(p);
         return;
       }
       const again: Pending[] = [];
@@ -163,27 +206,36 @@ export class MovementBatcher {
   }
 
   /**
-   * The fallback: every call in its own transaction. Calls on one balance run one after the
-   * other in arrival order, as the batch would have applied them; balances in parallel.
+   * Runs a call in its own transaction, in its balance's lane: after the lane's earlier calls,
+   * as a batch would have applied them, while other balances go on.
    */
-  private async oneByOne(batch: Pending[]): Promise<void> {
-    const byBalance = new Map<string, Pending[]>();
-    for (const p of batch) {
-      const list = byBalance.get(p.request.balanceId) ?? [];
-      list.push(p);
-      byBalance.set(p.request.balanceId, list);
+  private alone(p: Pending): void {
+    const id = p.request.balanceId;
+    let lane = this.lanes.get(id);
+    if (!lane) {
+      lane = { tail: Promise.resolve(), pending: 0, queued: 0, refuseThrough: 0 };
+      this.lanes.set(id, lane);
     }
-    await Promise.all(
-      [...byBalance.values()].map(async (list) => {
-        for (const p of list) {
-          try {
-            p.resolve(await this.single(p.request));
-          } catch (err) {
-            p.reject(err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error"));
-          }
+    const l = lane;
+    const number = ++l.queued;
+    l.pending += 1;
+    l.tail = l.tail.then(async () => {
+      try {
+        if (number <= l.refuseThrough) throw balanceHeld();
+        p.resolve(await this.single(p.request, this.lockTimeoutMs));
+      } catch (err) {
+        const e = err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error");
+        // Those behind it would wait as long, one after the other: all are answered now.
+        if (isLockTimeout(e)) l.refuseThrough = l.queued;
+        p.reject(e);
+      } finally {
+        l.pending -= 1;
+        if (l.pending === 0) {
+          this.lanes.delete(id);
+          this.settle();
         }
-      }),
-    );
+      }
+    });
   }
 
   private report(size: number): void {

@@ -86,7 +86,7 @@ export function createMovements(
 ): MovementsService {
   const single = (m: MovementRequest): Promise<MovementResult> => moveOne(orm, idempotency, m);
   const batcher = opts.batching
-    ? new MovementBatcher(orm, idempotency, single, {
+    ? new MovementBatcher(orm, idempotency, (m, lockTimeoutMs) => moveOne(orm, idempotency, m, lockTimeoutMs), {
         ...opts.batching,
         ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
         ...(opts.log ? { log: opts.log } : {}),
@@ -127,9 +127,14 @@ export function createMovements(
   };
 }
 
-/** One movement in its own database transaction: the unbatched path, and the batch's fallback. */
-export function moveOne(orm: LedgerOrm, idempotency: Idempotency, m: MovementRequest): Promise<MovementResult> {
+/**
+ * One movement in its own database transaction: the unbatched path, and the batch's fallback,
+ * which waits for a lock at most `lockTimeoutMs` (then UNAVAILABLE, nothing written).
+ */
+export function moveOne(orm: LedgerOrm, idempotency: Idempotency, m: MovementRequest, lockTimeoutMs?: number): Promise<MovementResult> {
   return inTransaction(orm, async (em) => {
+    // Before the key claim, whose wait it covers too.
+    if (lockTimeoutMs !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(lockTimeoutMs)]);
     const { value, replayed } = await idempotency.run(em, m.key, m.kind, movementCodec, () => apply(em, m));
     return { ...value, replayed };
   });

@@ -190,6 +190,7 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
 export async function inPooledTransaction<T>(
   orm: LedgerOrm,
   fn: (sql: Sql) => Promise<TransactionEnd<T>>,
+  opts: { lockTimeoutMs?: number } = {},
 ): Promise<T> {
   const converter = orm.em.getPlatform().getExceptionConverter();
   const pool = poolOf(orm);
@@ -197,6 +198,10 @@ export async function inPooledTransaction<T>(
   // A simple query of several statements resolves to one result per statement.
   const several = async (text: string): Promise<pg.QueryResult[]> =>
     (await conn.query(text)) as unknown as pg.QueryResult[];
+  // Set with BEGIN, so it covers every wait of the transaction, key claims included.
+  const ms = opts.lockTimeoutMs;
+  if (ms !== undefined && !(Number.isSafeInteger(ms) && ms > 0)) throw new TypeError("lockTimeoutMs must be a positive integer");
+  const begin = ms === undefined ? "begin; " : `begin; set local lock_timeout = ${ms}; `;
   let xid: string | undefined;
   let begun = false;
   let ended = false;
@@ -206,18 +211,18 @@ export async function inPooledTransaction<T>(
   const sql: Sql = async <R>(text: string, params: readonly unknown[] = []) => {
     if (begun) return (await conn.query(pool.positionBindings(text), params as unknown[])).rows as R[];
     // The id costs nothing more: the batch's row locks assign one anyway.
-    const first = `begin; select pg_current_xact_id()::text as xid; ${inlineParams(text, params)}`;
+    const first = `${begin}select pg_current_xact_id()::text as xid; ${inlineParams(text, params)}`;
     begun = true;
     const results = await several(first);
-    xid = (results[1]!.rows[0] as { xid: string }).xid;
-    return results[2]!.rows as R[];
+    xid = (results[results.length - 2]!.rows[0] as { xid: string }).xid;
+    return results[results.length - 1]!.rows as R[];
   };
   try {
     end = await fn(sql);
     if (end.last) {
       // Built before anything is sent. On its own line: a trailing comment in the statement
       // cannot swallow the COMMIT.
-      const text = `${begun ? "" : "begin; "}${inlineParams(end.last.sql, end.last.params)}\n; commit`;
+      const text = `${begun ? "" : begin}${inlineParams(end.last.sql, end.last.params)}\n; commit`;
       begun = true;
       committing = true;
       const results = await several(text);

@@ -110,7 +110,7 @@ describe("query plans", () => {
     const one = (o: object) => JSON.stringify([o]);
     await expectIndexed(
       "movements: lock",
-      { sql: LOCK_BALANCES_SQL, params: [JSON.stringify(["bal_000123"]), null, one({ id: "bal_000123", owner: null })] },
+      { sql: LOCK_BALANCES_SQL, params: [JSON.stringify(["bal_000123"]), one({ id: "bal_000123", owner: null })] },
       "account_balances_pkey",
     );
     await expectIndexed(
