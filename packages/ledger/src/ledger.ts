@@ -57,7 +57,10 @@ export interface Ledger {
   /** Verification of the ledger's invariant. */
   readonly integrity: Integrity;
   readonly sessions: Sessions;
-  /** Database reachable and every migration applied. Never throws; answers within ~3 s. */
+  /**
+   * Database reachable and every migration applied. Never throws; answers within ~3 s. One
+   * check at a time, its answer shared by every caller and reused for a second.
+   */
   ready(): Promise<Readiness>;
   /** Closes the pool, then stops the embedded PostgreSQL if this ledger started one. */
   close(): Promise<void>;
@@ -72,6 +75,7 @@ export interface Ledger {
 export const DEFAULT_DATA_DIR = path.join(".data", "postgres");
 const EMBEDDED_DATABASE = "account_balance";
 const READY_TIMEOUT_MS = 3_000;
+const READY_REUSE_MS = 1_000;
 
 export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> {
   const log = opts.log ?? (() => {});
@@ -118,6 +122,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
   }
 
   let closed: Promise<void> | undefined;
+  const readiness = sharedReadiness(() => checkReady(orm), READY_REUSE_MS);
   const idempotency = createIdempotency(orm, { ttlSeconds });
   const movements = createMovements(orm, idempotency, {
     batching,
@@ -136,7 +141,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
     sessions: createSessions(orm),
     orm,
     embedded: embedded !== undefined,
-    ready: () => (closed ? Promise.resolve({ ok: false, detail: "closed" }) : checkReady(orm)),
+    ready: () => (closed ? Promise.resolve({ ok: false, detail: "closed" }) : readiness()),
     close() {
       closed ??= (async () => {
         // Movements already accepted finish (or fail) before the pool goes away.
@@ -146,6 +151,24 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
       })();
       return closed;
     },
+  };
+}
+
+/**
+ * `check` shared by every caller: the one in flight, or the last answer for `reuseMs` after it
+ * came. Probes, Health/Check and every open Health/Watch stream (each polls once a second) ask
+ * without credentials; each answer costs a transaction on the pool the movements use.
+ */
+export function sharedReadiness(check: () => Promise<Readiness>, reuseMs: number, now: () => number = Date.now): () => Promise<Readiness> {
+  let last: { promise: Promise<Readiness>; settledAt: number | undefined } | undefined;
+  return () => {
+    if (last && (last.settledAt === undefined || now() - last.settledAt < reuseMs)) return last.promise;
+    const current: { promise: Promise<Readiness>; settledAt: number | undefined } = { promise: check(), settledAt: undefined };
+    current.promise.finally(() => {
+      current.settledAt = now();
+    }).catch(() => {});
+    last = current;
+    return current.promise;
   };
 }
 
