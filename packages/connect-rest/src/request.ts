@@ -43,6 +43,7 @@ export function buildRequestJson(route: RestRoute, parts: RequestParts): JsonObj
   }
   if (route.body !== "*") {
     const bound = new Set(route.variables.map((v) => v.fieldPath.join(".")));
+    const given = new Map<string, string>();
     for (const key of new Set(parts.query.keys())) {
       const fields = resolveFieldPath(schema, key.split("."));
       if (fields === undefined) continue; // unknown parameters (e.g. session_id) are not ours
@@ -51,6 +52,10 @@ export function buildRequestJson(route: RestRoute, parts: RequestParts): JsonObj
       if (bound.has(path)) continue;
       const raws = parts.query.getAll(key).filter((v) => v !== "");
       if (raws.length === 0) continue; // "?limit=" means not given
+      // ?balance_type=a&balanceType=b: one field under its two names, as in a body.
+      const other = given.get(path);
+      if (other !== undefined) throw invalid(`${path}: given twice (as ${JSON.stringify(other)} and ${JSON.stringify(key)})`);
+      given.set(path, key);
       setIn(out, fields, queryIn(fields, raws, path));
     }
   }

@@ -85,6 +85,9 @@ const REST_CASES: RestCase[] = [
   { name: "page 2^40", method: "GET", path: "/me/balances?page=1099511627776", status: 400, code: "VALIDATION_FAILED" },
   { name: 'query balance_type "gold"', method: "GET", path: "/me/balances?balance_type=gold", status: 400, code: "VALIDATION_FAILED" },
   { name: 'query currency "eur"', method: "GET", path: "/me/balances?currency=eur", status: 400, code: "VALIDATION_FAILED" },
+  { name: "query currency given twice", method: "GET", path: "/me/balances?currency=EUR&currency=USD", status: 400, code: "VALIDATION_FAILED" },
+  // A proxy or WAF reading one name must not see another filter than the one applied.
+  { name: "query balance_type and balanceType", method: "GET", path: "/me/balances?balance_type=general&balanceType=credits", status: 400, code: "VALIDATION_FAILED" },
   { name: "bad id shape on GET", method: "GET", path: "/not-a-balance-id", status: 400, code: "VALIDATION_FAILED" },
   { name: "lowercase id on GET", method: "GET", path: "/bal_01j0000000000000000000000z", status: 400, code: "VALIDATION_FAILED" },
   { name: "bad id shape on PUT", method: "PUT", path: "/bal_123", body: json({ metadata: {} }), status: 400, code: "VALIDATION_FAILED" },
