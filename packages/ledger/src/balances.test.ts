@@ -300,6 +300,21 @@ describe("update and close", () => {
     expect(row).toEqual({ status: "active", version: "1", balance_cents: "250", metadata: {} });
   });
 
+  it("refuses to set a balance that holds money expired by hand (its money could never move again), but not a zero or negative one", async () => {
+    const rich = await ledger.balances.create(input({ userId: "expirer", balanceCents: 500n }));
+    const err = await refusal(ledger.balances.update(rich.id, { status: "expired" }));
+    expect(err.reason).toBe("BALANCE_NOT_EMPTY");
+    expect(err.message).toMatch(/set expires_at/);
+    expect(err.details).toEqual({ balance_cents: "500" });
+    const [row] = await sql(db.url, "select status, version, balance_cents from account_balances where id = $1", [rich.id]);
+    expect(row).toEqual({ status: "active", version: "1", balance_cents: "500" });
+    expect((await refusal(ledger.balances.create(input({ userId: "expirer", balanceCents: 700n, status: "expired" })))).reason).toBe("BALANCE_NOT_EMPTY");
+    expect(await sql(db.url, "select id from account_balances where user_id = 'expirer'")).toHaveLength(1);
+
+    const empty = await ledger.balances.create(input({ userId: "expirer", balanceCents: 0n, referenceCode: "empty" }));
+    expect((await ledger.balances.update(empty.id, { status: "expired" })).status).toBe("expired");
+  });
+
   it("closes a zero balance, which then cannot be reopened", async () => {
     const balance = await ledger.balances.create(input({ userId: "closer" }));
     const closed = await ledger.balances.close(balance.id, { ownerId: "closer" });

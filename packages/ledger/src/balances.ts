@@ -103,6 +103,19 @@ function notFound(): LedgerError {
   return new LedgerError("NOT_FOUND", "balance not found");
 }
 
+/**
+ * Money in an `expired` balance could never move again, and no transaction would say where it
+ * went: expiry takes a positive balance to zero with an `expiration` transaction, which only
+ * the sweeper writes. To expire a balance that holds money, set `expires_at`.
+ */
+function expiredWithMoney(cents: bigint): LedgerError {
+  return new LedgerError(
+    "BALANCE_NOT_EMPTY",
+    "a balance holding money cannot be set expired by hand: set expires_at, and the sweeper's expiration transaction takes it to zero",
+    { balance_cents: cents.toString() },
+  );
+}
+
 function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
@@ -129,6 +142,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
         balance_cents: opening.toString(),
       });
     }
+    if (status === "expired" && opening > 0n) throw expiredWithMoney(opening);
 
     const key = requireIdempotencyKey(opts?.idempotency);
 
@@ -236,6 +250,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
             balance_cents: balance.balanceCents.toString(),
           });
         }
+        if (status === "expired" && balance.balanceCents > 0n) throw expiredWithMoney(balance.balanceCents);
         balance.status = status;
         changed = true;
       }
