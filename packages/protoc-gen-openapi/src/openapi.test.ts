@@ -159,7 +159,10 @@ describe("protoc-gen-openapi on the account-balance contract", () => {
     expect(Object.keys(credit.properties)).toEqual(["amount_cents", "description", "reference_code", "metadata", "idempotency_key"]);
     expect(credit.properties.amount_cents).toMatchObject({ type: "integer", format: "int64", minimum: 1, maximum: 9007199254740991 });
     expect(credit.properties.description).toMatchObject({ maxLength: 500 });
+    // No presence, and gte 1 refuses the zero an absent field reads as: a body must carry it.
+    expect(credit.required).toEqual(["amount_cents"]);
     const debit = op("DebitBalance").requestBody.content["application/json"].schema;
+    expect(debit.required).toEqual(["amount_cents"]);
     expect(debit.properties.allow_negative).toEqual({ type: "boolean", description: expect.any(String) });
     expect(debit.properties.id).toBeUndefined();
 
@@ -215,7 +218,7 @@ describe("protoc-gen-openapi on the account-balance contract", () => {
     expect(codes).not.toContain("UNSPECIFIED");
     for (const [name, verb] of specRoutes) {
       const r = op(name).responses;
-      for (const s of ["400", "401", "403", "404", "429", "503"]) expect(r[s], `${name} ${s}`).toBeDefined();
+      for (const s of ["400", "401", "403", "404", "429", "503", "504"]) expect(r[s], `${name} ${s}`).toBeDefined();
       const hasBody = op(name).requestBody !== undefined;
       expect(r["413"] !== undefined, `${name} 413`).toBe(hasBody);
       expect(r["415"] !== undefined, `${name} 415`).toBe(hasBody);

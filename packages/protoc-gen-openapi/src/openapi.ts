@@ -13,7 +13,7 @@ import type { DescEnum, DescField, DescFile, DescMessage, DescService } from "@b
 import { nestedTypes } from "@bufbuild/protobuf/reflect";
 import { findHttpExtension, httpBindings, openApiPath, templateVariables, type HttpBinding } from "./http.js";
 import type { JsonSchema } from "./json-schema.js";
-import { allowedEnumNumbers, enumRules, fieldRules } from "./rules.js";
+import { allowedEnumNumbers, enumRules, fieldRules, isRequired } from "./rules.js";
 import { commentText, fieldDescription, restEnumName, restEnumWords, SchemaBuilder, wellKnownSchema, zeroIsNull } from "./schemas.js";
 
 export interface OpenApiOptions {
@@ -67,7 +67,8 @@ const errorResponses = [
   ["413", "PayloadTooLarge", "The request body is larger than the server's limit."],
   ["415", "UnsupportedMediaType", "The request body is not application/json (UTF-8)."],
   ["429", "TooManyRequests", "Too many requests (TOO_MANY_REQUESTS)."],
-  ["503", "ServiceUnavailable", "The database is unavailable or the call ran out of time (UNAVAILABLE)."],
+  ["503", "ServiceUnavailable", "The database is unavailable, or a balance stayed locked by another transaction (UNAVAILABLE); nothing was written unless the message says the write may have taken effect. Retry with the same Idempotency-Key."],
+  ["504", "GatewayTimeout", "The call ran out of time (REQUEST_TIMEOUT_MS or the caller's deadline) while the database held it up (UNAVAILABLE). A write may still take effect: retry with the same Idempotency-Key, which returns its result if it did."],
 ] as const;
 
 const SUCCESS = "SuccessEnvelope";
@@ -187,10 +188,7 @@ function operation(b: HttpBinding, builder: SchemaBuilder, options: OpenApiOptio
     const schema =
       bound.size === 0
         ? builder.ref(input.typeName)
-        : {
-            type: "object",
-            properties: Object.fromEntries(input.fields.filter((f) => !bound.has(f.name)).map((f) => [f.name, builder.fieldSchema(f)])),
-          };
+        : inlineBody(input.fields.filter((f) => !bound.has(f.name)), builder);
     op.requestBody = { required: true, content: { "application/json": { schema } } };
   } else if (hasBody) {
     const field = input.fields.find((f) => f.name === b.body);
@@ -210,12 +208,20 @@ function operation(b: HttpBinding, builder: SchemaBuilder, options: OpenApiOptio
     if (status === "409" && verb === "get") continue;
     responses[status] = { $ref: `#/components/responses/${name}` };
   }
-  responses.default = { description: "Any other failure (e.g. 405, 500, 504).", content: { "application/json": { schema: { $ref: `#/components/schemas/${ERROR}` } } } };
+  responses.default = { description: "Any other failure (e.g. 405, 500).", content: { "application/json": { schema: { $ref: `#/components/schemas/${ERROR}` } } } };
   op.responses = responses;
   return op;
 }
 
 /** `{success: true}` and the response message's fields (or the response_body field as `data`). */
+/** A request body of the fields a path does not bind, with the ones a request must carry as required. */
+function inlineBody(fields: readonly DescField[], builder: SchemaBuilder): JsonSchema {
+  const out: JsonSchema = { type: "object", properties: Object.fromEntries(fields.map((f) => [f.name, builder.fieldSchema(f)])) };
+  const required = fields.filter((f) => isRequired(f)).map((f) => f.name);
+  if (required.length > 0) out.required = required;
+  return out;
+}
+
 function successSchema(b: HttpBinding, builder: SchemaBuilder): JsonSchema {
   const envelope = { $ref: `#/components/schemas/${SUCCESS}` };
   if (b.responseBody === "") return { allOf: [envelope, builder.ref(b.method.output.typeName)] };

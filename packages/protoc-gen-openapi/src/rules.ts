@@ -5,7 +5,8 @@
 // validate.proto is proto2: an unset rule reads as its default (0, ""), so presence is tested
 // with isFieldSet, never by looking at the value.
 import type { DescEnum, DescField, DescMessage, Message } from "@bufbuild/protobuf";
-import { getOption, hasOption, isFieldSet } from "@bufbuild/protobuf";
+import { getOption, hasOption, isFieldSet, ScalarType } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import {
   DoubleRulesSchema,
   EnumRulesSchema,
@@ -85,8 +86,19 @@ export function mapKeywords(rules: FieldRules | undefined): { object: JsonSchema
 }
 
 /** Whether the rules make the field required (`(buf.validate.field).required = true`). */
-export function isRequired(rules: FieldRules | undefined): boolean {
-  return rules?.required === true;
+/**
+ * Whether a request must carry the field: its rules say `required`, or it has no presence
+ * (absent reads as 0 or "") and its rules refuse that zero value, as `gte: 1` does.
+ */
+export function isRequired(field: DescField): boolean {
+  const rules = fieldRules(field);
+  if (rules?.required === true) return true;
+  if (field.fieldKind !== "scalar" || field.presence !== FeatureSet_FieldPresence.IMPLICIT) return false;
+  const k = valueKeywords(rules);
+  if (field.scalar === ScalarType.STRING) return typeof k.minLength === "number" && k.minLength > 0;
+  const above = (typeof k.minimum === "number" && k.minimum > 0) || (typeof k.exclusiveMinimum === "number" && k.exclusiveMinimum >= 0);
+  const below = (typeof k.maximum === "number" && k.maximum < 0) || (typeof k.exclusiveMaximum === "number" && k.exclusiveMaximum <= 0);
+  return above || below;
 }
 
 function stringKeywords(s: StringRules): JsonSchema {

@@ -87,7 +87,7 @@ export class SchemaBuilder {
     const output = this.outputs.has(desc.typeName);
     for (const f of desc.fields) {
       properties[f.name] = this.fieldSchema(f);
-      if (output || isRequired(fieldRules(f))) required.push(f.name);
+      if (output || isRequired(f)) required.push(f.name);
     }
     const out: JsonSchema = { type: "object", properties };
     if (required.length > 0) out.required = required;
