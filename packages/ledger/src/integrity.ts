@@ -1,3 +1,5 @@
+import { openFailure, sqlState } from "./db-errors.js";
+import { LedgerError } from "./errors.js";
 import { inSnapshot, runSql, type LedgerOrm } from "./orm.js";
 
 export interface IntegrityProblem {
@@ -36,6 +38,14 @@ interface Finding {
 
 export function createIntegrity(orm: LedgerOrm): Integrity {
   async function verify(): Promise<IntegrityReport> {
+    try {
+      return await check();
+    } catch (err) {
+      throw checkFailure(err);
+    }
+  }
+
+  async function check(): Promise<IntegrityReport> {
     return inSnapshot(orm, async (em) => {
       const [count] = (await runSql(em, `select count(*)::text as n from account_balances`)) as Array<{ n: string }>;
       const findings = (await runSql(
@@ -89,4 +99,16 @@ export function createIntegrity(orm: LedgerOrm): Integrity {
   }
 
   return { verify };
+}
+
+/**
+ * Why a check could not run, for the operator who ran it: a wrong database name or role in
+ * PostgreSQL's own words (as at open), a database without the ledger's tables named as such,
+ * rather than "internal ledger error".
+ */
+function checkFailure(err: unknown): LedgerError {
+  const cause = err instanceof LedgerError ? (err as { cause?: unknown }).cause : err;
+  if (cause === undefined) return err as LedgerError;
+  if (sqlState(cause) === "42P01") return new LedgerError("UNAVAILABLE", "the ledger's tables are missing in this database: run migrate first");
+  return openFailure(cause);
 }

@@ -81,6 +81,20 @@ describe("cli.js exit codes an operator's cron job can read", () => {
     expect(r.stdout).not.toContain("verified");
   });
 
+  it("verify on a database that does not exist exits 3 and says so in PostgreSQL's words", async () => {
+    const d = await inProcessDeployment();
+    try {
+      const url = new URL(d.databaseUrl);
+      url.pathname = `/verify_missing_${process.pid}`;
+      const r = await runNode(CLI_JS, ["verify"], childEnv({ DATABASE_URL: url.toString() }), 60_000);
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain(`database "verify_missing_${process.pid}" does not exist`);
+      expect(r.stderr).not.toContain("internal ledger error");
+    } finally {
+      await d.close();
+    }
+  });
+
   it("verify on a database without the ledger's schema exits 3 and creates nothing there", async () => {
     const d = await inProcessDeployment();
     const name = `verify_empty_${process.pid}_${Date.now()}`;
@@ -90,6 +104,7 @@ describe("cli.js exit codes an operator's cron job can read", () => {
       url.pathname = `/${name}`;
       const r = await runNode(CLI_JS, ["verify"], childEnv({ DATABASE_URL: url.toString(), MIGRATE_ON_START: "true" }), 60_000);
       expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain("the ledger's tables are missing in this database: run migrate first");
       const probe = new pg.Client({ connectionString: url.toString() });
       await probe.connect();
       try {
