@@ -28,6 +28,7 @@ import { accountBalanceService } from "./rpc/account-balance-service.js";
 import { adminService } from "./rpc/admin-service.js";
 import { registerHealth } from "./transport/health.js";
 import { registerReflection } from "./transport/reflection.js";
+import { createCors } from "./transport/cors.js";
 import { createProbes } from "./transport/probes.js";
 import { createDocs } from "./transport/docs.js";
 import { listen } from "./transport/listen.js";
@@ -154,13 +155,14 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     ignoreUnknownFields: connectJson.ignoreUnknownFields,
   });
 
+  const cors = createCors({ allowedOrigins: config.corsAllowedOrigins });
   const probes = createProbes({ ready: () => ledger.ready() });
   const docs = createDocs({ basePathForServer: config.restBasePath });
 
   type Req = IncomingMessage | Http2ServerRequest;
   type Res = ServerResponse | Http2ServerResponse;
   const handler = (req: Req, res: Res) => {
-    if (probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
+    if (cors(req, res) || probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
       defaultDeadline(req, config.requestTimeoutMs);
       if (unaryShortPath(req, res)) return;

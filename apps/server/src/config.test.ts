@@ -37,6 +37,7 @@ describe("loadConfig", () => {
       requireAuth: true,
       allowedRoles: [],
       adminRoles: ["admin", "superadmin"],
+      corsAllowedOrigins: [],
       maxRequestBytes: 1024 * 1024,
       requestTimeoutMs: 30_000,
       shutdownGraceMs: 10_000,
@@ -67,6 +68,7 @@ describe("loadConfig", () => {
       ACCOUNT_BALANCE_REQUIRE_AUTH: "false",
       ACCOUNT_BALANCE_ALLOWED_ROLES: "customer, merchant",
       ACCOUNT_BALANCE_ADMIN_ROLES: "ops",
+      CORS_ALLOWED_ORIGINS: "https://app.example.com",
       MAX_REQUEST_BYTES: "65536",
       REQUEST_TIMEOUT_MS: "1000",
       SHUTDOWN_GRACE_MS: "0",
@@ -94,6 +96,7 @@ describe("loadConfig", () => {
       requireAuth: false,
       allowedRoles: ["customer", "merchant"],
       adminRoles: ["ops"],
+      corsAllowedOrigins: ["https://app.example.com"],
       maxRequestBytes: 65536,
       requestTimeoutMs: 1000,
       shutdownGraceMs: 0,
@@ -144,10 +147,22 @@ describe("loadConfig", () => {
     ["HOST", "not a host"],
     ["HOST", "http://127.0.0.1"],
     ["HOST", "300.1.1.1:80"],
+    ["CORS_ALLOWED_ORIGINS", "https://app.example.com/"],
+    ["CORS_ALLOWED_ORIGINS", "app.example.com"],
+    ["CORS_ALLOWED_ORIGINS", "https://a.example,ftp://b.example"],
   ])("refuses %s=%j and names it", (name, value) => {
     const err = problemWith({ [name]: value });
     expect(err.problems.map((p) => p.variable)).toEqual([name]);
     expect(err.message.startsWith(`${name}: `)).toBe(true);
+  });
+
+  it("takes origins, or *, for CORS_ALLOWED_ORIGINS (none by default)", () => {
+    expect(loadConfig({}).corsAllowedOrigins).toEqual([]);
+    expect(loadConfig({ CORS_ALLOWED_ORIGINS: " https://app.example.com, http://localhost:5173 " }).corsAllowedOrigins).toEqual([
+      "https://app.example.com",
+      "http://localhost:5173",
+    ]);
+    expect(loadConfig({ CORS_ALLOWED_ORIGINS: "*" }).corsAllowedOrigins).toEqual(["*"]);
   });
 
   it("takes an IP address or a host name for HOST", () => {

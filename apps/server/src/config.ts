@@ -39,6 +39,8 @@ export interface Config {
   /** Empty: every role may use the module. */
   allowedRoles: readonly string[];
   adminRoles: readonly string[];
+  /** CORS_ALLOWED_ORIGINS: exact origins, or "*". Empty: no CORS. */
+  corsAllowedOrigins: readonly string[];
 
   maxRequestBytes: number;
   requestTimeoutMs: number;
@@ -86,6 +88,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = [
   { name: "ACCOUNT_BALANCE_REQUIRE_AUTH", default: "true", meaning: "false trusts X-User-ID / X-User-Type from a gateway when no credentials are sent" },
   { name: "ACCOUNT_BALANCE_ALLOWED_ROLES", default: "", meaning: "comma-separated user_types allowed to use the module; empty allows every role" },
   { name: "ACCOUNT_BALANCE_ADMIN_ROLES", default: "admin,superadmin", meaning: "comma-separated user_types with admin rights" },
+  { name: "CORS_ALLOWED_ORIGINS", default: "", meaning: "comma-separated origins (`https://app.example.com`) whose browser pages may call every protocol across origins, credentials sent as headers (never cookies); `*` allows any origin; unset: no CORS" },
   { name: "MAX_REQUEST_BYTES", default: String(MIB), meaning: "largest request body or message accepted, in bytes (1024 to 64 MiB)" },
   { name: "REQUEST_TIMEOUT_MS", default: "30000", meaning: "server-side cap on one call, and on receiving an HTTP/1.1 request" },
   { name: "SHUTDOWN_GRACE_MS", default: "10000", meaning: "on SIGTERM, how long in-flight calls may take before connections are cut" },
@@ -236,6 +239,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const allowedRoles = roles("ACCOUNT_BALANCE_ALLOWED_ROLES");
   const adminRoles = roles("ACCOUNT_BALANCE_ADMIN_ROLES");
 
+  const corsAllowedOrigins = withDefault("CORS_ALLOWED_ORIGINS")
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  for (const origin of corsAllowedOrigins) {
+    if (origin !== "*" && !isOrigin(origin)) {
+      fail("CORS_ALLOWED_ORIGINS", `${JSON.stringify(origin)} is not an origin: scheme://host[:port] without a path, or *`);
+    }
+  }
+
   const maxRequestBytes = int("MAX_REQUEST_BYTES", 1024, 64 * MIB);
   const requestTimeoutMs = int("REQUEST_TIMEOUT_MS", 100, 3_600_000);
   const shutdownGraceMs = int("SHUTDOWN_GRACE_MS", 0, 600_000);
@@ -264,10 +277,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requireAuth,
     allowedRoles,
     adminRoles,
+    corsAllowedOrigins,
     maxRequestBytes,
     requestTimeoutMs,
     shutdownGraceMs,
     expirySweepSeconds,
     logLevel,
   };
+}
+
+/** "https://app.example.com": what a browser sends as Origin, exactly. */
+function isOrigin(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.origin === value;
+  } catch {
+    return false;
+  }
 }
