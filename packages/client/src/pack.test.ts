@@ -62,6 +62,10 @@ it("installs from its tarball outside the workspace and works against a real ser
   // Nothing of the workspace leaked into the published manifest.
   const installed = JSON.parse(readFileSync(join(scratch, "node_modules/@account-balance/client/package.json"), "utf8"));
   expect(JSON.stringify(installed.dependencies)).not.toMatch(/workspace:|@account-balance\//);
+  // Source maps carry their sources: src/ is not shipped, and a bundler's source-map loader
+  // would otherwise warn about every file.
+  const map = JSON.parse(readFileSync(join(scratch, "node_modules/@account-balance/client/dist/client.js.map"), "utf8"));
+  expect(map.sourcesContent?.[0]).toContain("createAccountBalanceClient");
 
   copyFileSync(join(pkgDir, "test-fixtures", "consumer.mjs"), join(scratch, "consumer.mjs"));
   const { stdout } = await run("node", ["consumer.mjs"], {
