@@ -55,6 +55,9 @@ function json(status: number, body: unknown): Reply {
   };
 }
 
+/** The user id the fake gives a session id (user ids have no spaces). */
+const userOf = (sid: string) => `user-of-${sid.replaceAll(" ", "_")}`;
+
 /** A successful validation for whatever session id was asked about. */
 function valid(expiresInMs = 3600_000, userType = "customer"): Reply {
   return (res, seen) => {
@@ -62,8 +65,8 @@ function valid(expiresInMs = 3600_000, userType = "customer"): Reply {
     const expiresAt = new Date(Date.now() + expiresInMs).toISOString();
     json(200, {
       success: true,
-      user: { id: `user-of-${sid}`, email: "a@example.com", name: "Ann", user_type: userType, extra: 1 },
-      session: { id: sid, userId: `user-of-${sid}`, expiresAt },
+      user: { id: userOf(sid), email: "a@example.com", name: "Ann", user_type: userType, extra: 1 },
+      session: { id: sid, userId: userOf(sid), expiresAt },
       expires_at: expiresAt,
     })(res, seen);
   };
@@ -109,7 +112,7 @@ describe("flowless provider", () => {
     const sid = "abc/123+=&x y";
     const before = Date.now();
     const user = await provider(`${fake.url}/`).validate(sid);
-    expect(user).toMatchObject({ userId: `user-of-${sid}`, userType: "customer", email: "a@example.com", name: "Ann" });
+    expect(user).toMatchObject({ userId: userOf(sid), userType: "customer", email: "a@example.com", name: "Ann" });
     expect(user?.expiresAt).toBeInstanceOf(Date);
 
     expect(fake.seen).toHaveLength(1);
@@ -207,6 +210,53 @@ describe("flowless provider", () => {
       expect((await refusalOf(provider(fake.url, { retries: 3 }).validate("s1"))).reason).toBe("UNAVAILABLE");
       expect(fake.seen).toHaveLength(1);
     }
+  });
+
+  it("never follows a redirect: the secret goes nowhere else, and the other host's answer counts for nothing", async () => {
+    const other = await fakeFlowless(valid(3600_000, "admin"));
+    const fake = await fakeFlowless((res) => {
+      res.writeHead(307, { location: `${other.url}/steal` });
+      res.end();
+    });
+    const warned: string[] = [];
+    const result = await refusalOf(provider(fake.url, { log: { warn: (m: string) => warned.push(m) } }).validate("s1"));
+    expect(result.reason).toBe("UNAVAILABLE");
+    expect(other.seen).toHaveLength(0);
+    expect(fake.seen).toHaveLength(1);
+    expect(warned).toEqual(["flowless: redirect not followed; check FLOWLESS_API_URL"]);
+  });
+
+  it("logs nobody in on a success it cannot read in full: UNAVAILABLE, nothing cached", async () => {
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const user = { id: "u1", user_type: "admin" };
+    const replies: Array<[string, unknown]> = [
+      ["an expiry that is not a time", { success: true, user, session: { userId: "u1", expiresAt: "tomorrow" }, expires_at: later }],
+      ["no expiry at all", { success: true, user }],
+      ["no user_type", { success: true, user: { id: "u1" }, expires_at: later }],
+      ["session.userId of another user", { success: true, user, session: { userId: "u2", expiresAt: later } }],
+      ["a user id the contract cannot address", { success: true, user: { id: "a b", user_type: "customer" }, expires_at: later }],
+      ["no user", { success: true, expires_at: later }],
+    ];
+    for (const [what, body] of replies) {
+      const fake = await fakeFlowless(json(200, body), valid());
+      const p = provider(fake.url, { retries: 3 });
+      expect((await refusalOf(p.validate("s1"))).reason, what).toBe("UNAVAILABLE");
+      // Not retried, and not cached: the next call asks again (and the fake now answers well).
+      expect(fake.seen, what).toHaveLength(1);
+      expect((await p.validate("s1"))?.userId, what).toBe("user-of-s1");
+      expect(fake.seen, what).toHaveLength(2);
+    }
+  });
+
+  it("retries a reply whose body stops arriving (a timeout mid-body), then answers UNAVAILABLE", async () => {
+    const fake = await fakeFlowless((res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"success": true, ');
+      // The rest never comes.
+    });
+    const result = await refusalOf(provider(fake.url, { timeoutMs: 100, retries: 1 }).validate("s1"));
+    expect(result.reason).toBe("UNAVAILABLE");
+    expect(fake.seen).toHaveLength(2);
   });
 
   it("retries network errors (closed port), then answers UNAVAILABLE", async () => {

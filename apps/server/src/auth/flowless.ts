@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { LRUCache } from "lru-cache";
 import { refusal } from "../errors.js";
+import { ROLE_SHAPE, USER_ID_SHAPE } from "./caller.js";
 import { redact, type AuthLog, type SessionProvider, type SessionUser } from "./session.js";
 
 export interface FlowlessOptions {
@@ -28,43 +29,59 @@ interface BridgeReply {
   success?: unknown;
   error?: unknown;
   user?: { id?: unknown; email?: unknown; name?: unknown; user_type?: unknown };
-  session?: { expiresAt?: unknown };
+  session?: { userId?: unknown; expiresAt?: unknown };
   expires_at?: unknown;
 }
 
 /** Worth another attempt: the service may answer next time. */
 class Transient extends Error {}
 
+/** A success reply that does not say clearly whose session it is, or until when. */
+class Malformed extends Error {}
+
 const SOURCE = "account-balance";
 
-function parseTime(value: unknown): number | undefined {
-  if (typeof value !== "string" && typeof value !== "number") return undefined;
-  const ms = new Date(value).getTime();
-  return Number.isFinite(ms) ? ms : undefined;
+/** An expiry: absent (undefined), or a time, or Malformed when present but unreadable. */
+function parseTime(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const ms = typeof value === "string" || typeof value === "number" ? new Date(value).getTime() : NaN;
+  if (!Number.isFinite(ms)) throw new Malformed(`${field} is not a time`);
+  return ms;
 }
 
 function optionalString(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
-/** The user of a successful reply, or null when the reply does not vouch for a live session. */
+/**
+ * The user of a successful reply, or null when the reply does not vouch for a live session.
+ * A success it cannot read in full (spec section 5: `user{id, user_type}`, an expiry) logs
+ * nobody in: Malformed.
+ */
 function userOf(reply: BridgeReply, now: number): SessionUser | null {
-  if (reply.success !== true || typeof reply.user !== "object" || reply.user === null) return null;
+  if (reply.success !== true) return null;
+  if (typeof reply.user !== "object" || reply.user === null) throw new Malformed("no user");
   const id = reply.user.id;
-  const userId = typeof id === "number" ? String(id) : optionalString(id);
-  if (userId === undefined) return null;
-  // Both expiries may be given; the earlier one is the one that binds.
-  const expiries = [parseTime(reply.session?.expiresAt), parseTime(reply.expires_at)].filter(
+  const userId = typeof id === "number" && Number.isSafeInteger(id) ? String(id) : optionalString(id);
+  // The contract's user_id shape: a balance of user "a b" could never be reached by the admin routes.
+  if (userId === undefined || !USER_ID_SHAPE.test(userId)) throw new Malformed("user.id is missing or not a user id");
+  const sessionUser = reply.session?.userId;
+  if (sessionUser !== undefined && String(sessionUser) !== userId) throw new Malformed("session.userId is not user.id");
+  const userType = optionalString(reply.user.user_type);
+  if (userType === undefined || !ROLE_SHAPE.test(userType)) throw new Malformed("user.user_type is missing or not a role");
+  // Both expiries may be given; the earlier one is the one that binds. Without one, nothing
+  // says how long the session lives, and the cache would keep it for its whole TTL.
+  const expiries = [parseTime(reply.session?.expiresAt, "session.expiresAt"), parseTime(reply.expires_at, "expires_at")].filter(
     (t): t is number => t !== undefined,
   );
-  const expiresAt = expiries.length > 0 ? Math.min(...expiries) : undefined;
-  if (expiresAt !== undefined && expiresAt <= now) return null;
-  const user: SessionUser = { userId, userType: optionalString(reply.user.user_type) ?? "customer" };
+  if (expiries.length === 0) throw new Malformed("no expiry");
+  const expiresAt = Math.min(...expiries);
+  if (expiresAt <= now) return null;
+  const user: SessionUser = { userId, userType, expiresAt: new Date(expiresAt) };
   const email = optionalString(reply.user.email);
   const name = optionalString(reply.user.name);
   if (email !== undefined) user.email = email;
   if (name !== undefined) user.name = name;
-  if (expiresAt !== undefined) user.expiresAt = new Date(expiresAt);
   return user;
 }
 
@@ -92,14 +109,21 @@ export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
   /** One HTTP exchange: a user, null for "invalid", or Transient for "ask again". */
   async function attempt(sessionId: string): Promise<SessionUser | null> {
     let res: Response;
-    let reply: BridgeReply;
+    let reply: unknown;
     try {
       res = await fetchFn(`${base}/auth/bridge/validate?session_id=${encodeURIComponent(sessionId)}`, {
         method: "POST",
         headers: { "X-Bridge-Secret": opts.bridgeSecret, "Content-Type": "application/json" },
         body: JSON.stringify({ timestamp: now(), source: SOURCE }),
         signal: AbortSignal.timeout(timeoutMs),
+        // Never followed: the secret goes to FLOWLESS_API_URL only, and only its own answer counts.
+        redirect: "manual",
       });
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel().catch(() => undefined);
+        log?.warn("flowless: redirect not followed; check FLOWLESS_API_URL", { status: res.status, session: redact(sessionId) });
+        throw refusal("UNAVAILABLE", "session service unavailable");
+      }
       if (res.status === 401 || res.status === 403) {
         await res.body?.cancel().catch(() => undefined);
         return null;
@@ -122,7 +146,14 @@ export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
         });
         return null;
       }
-      reply = (await res.json().catch(() => undefined)) as BridgeReply;
+      // A timeout or a lost connection while the body arrives is a network fault (retried); a
+      // body that arrived whole but is not JSON is a garbled reply (not).
+      const text = await res.text();
+      try {
+        reply = JSON.parse(text);
+      } catch {
+        reply = undefined;
+      }
     } catch (err) {
       if (err instanceof Transient || err instanceof ConnectError) throw err;
       // A network error or a timeout (AbortSignal.timeout): worth a retry.
@@ -130,8 +161,14 @@ export function createFlowlessProvider(opts: FlowlessOptions): SessionProvider {
       throw new Transient(name === "TimeoutError" ? "timeout" : name);
     }
     // A garbled success is not a network fault: asking again would not make it a session.
-    if (typeof reply !== "object" || reply === null) throw refusal("UNAVAILABLE", "session service unavailable");
-    return userOf(reply, now());
+    try {
+      if (typeof reply !== "object" || reply === null) throw new Malformed("not a JSON object");
+      return userOf(reply as BridgeReply, now());
+    } catch (err) {
+      if (!(err instanceof Malformed)) throw err;
+      log?.warn("flowless: unreadable reply, session not accepted", { problem: err.message, session: redact(sessionId) });
+      throw refusal("UNAVAILABLE", "session service unavailable");
+    }
   }
 
   async function validateUpstream(sessionId: string): Promise<SessionUser | null> {
