@@ -809,6 +809,28 @@ describe("a balance locked for long", () => {
     await verified();
   });
 
+  it("retries on a balance still held keep to its lane: no batch waits on it again", async () => {
+    const lines: string[] = [];
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300, maxInFlight: 2 }, log: (m) => lines.push(m) });
+    const stuck = await open("gc-retry", 10n);
+    const free = await open("gc-retry", 10n);
+    const lock = await hold(stuck.id);
+    try {
+      expect((await refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }))).reason).toBe("UNAVAILABLE");
+      // A client retries at once, twice: had the calls gone into batches again, both slots
+      // would wait on the lock (and log a failed batch each).
+      const retries = [1, 2].map(() => l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }));
+      expect((await l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} })).balance.balanceCents).toBe(11n);
+      for (const r of retries) expect((await refusal(r)).reason).toBe("UNAVAILABLE");
+      expect(lines.filter((m) => m.includes(" batch "))).toHaveLength(1);
+      expect(await count(stuck.id)).toBe(1);
+    } finally {
+      await lock.release();
+    }
+    await l.close();
+    await verified();
+  });
+
   it("a retry whose key is held by a call waiting on a lock does not hold up its batch's other movements", async () => {
     const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300, maxInFlight: 8 } });
     const stuck = await open("gc-keywait", 10n);

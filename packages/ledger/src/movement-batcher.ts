@@ -68,9 +68,13 @@ export function checkBatchingOptions(opts: BatchingOptions): Required<BatchingOp
  * `lockTimeoutMs`, key claims included, and then runs its calls one by one, outside its
  * batch slot: calls on one balance in a queue of their own (`Lane`), in arrival order, while
  * the others go on in batches. Until its lane is empty, new calls on that balance join it
- * rather than a batch. A lane's call that times out on the lock is answered UNAVAILABLE
- * (nothing was written), and so is every call queued behind it by then, without waiting
- * again: a retry with the same idempotency key is safe.
+ * rather than a batch, and for `lockTimeoutMs` after one of its calls timed out on the lock,
+ * so that retries on a balance still held keep to the lane. A lane's call that times out on
+ * the lock is answered UNAVAILABLE (nothing was written), and so is every call queued behind
+ * it by then, without waiting again: a retry with the same idempotency key is safe.
+ * Arrival order holds within a batch and within a lane; a call of the balance already in
+ * another batch in flight when the lane starts may commit before or after the lane's, as any
+ * two calls in flight at once may with a database.
  */
 /** The calls of one balance that run one by one (see MovementBatcher). */
 interface Lane {
@@ -86,6 +90,12 @@ interface Lane {
 export class MovementBatcher {
   private readonly queue: Pending[] = [];
   private readonly lanes = new Map<string, Lane>();
+  /**
+   * Balances a lane's call recently found locked past the timeout, until when (Date.now ms):
+   * their calls keep to the lane even once it is empty, so that a client retrying on a
+   * balance still held does not put a batch in every slot to wait again.
+   */
+  private readonly held = new Map<string, number>();
   private inFlight = 0;
   private scheduled = false;
   private readonly idle: Array<() => void> = [];
@@ -114,7 +124,7 @@ export class MovementBatcher {
 
   submit(request: MovementRequest): Promise<MovementResult> {
     return new Promise<MovementResult>((resolve, reject) => {
-      if (this.lanes.has(request.balanceId)) {
+      if (this.keepsAlone(request.balanceId)) {
         this.alone({ request, resolve, reject });
         return;
       }
@@ -155,7 +165,7 @@ export class MovementBatcher {
       while (batch.length < this.maxBatch && this.queue.length > 0) {
         const p = this.queue.shift()!;
         // Its balance got a lane while the call queued: it goes there, behind the others.
-        if (this.lanes.has(p.request.balanceId)) this.alone(p);
+        if (this.keepsAlone(p.request.balanceId)) this.alone(p);
         else batch.push(p);
       }
       if (batch.length === 0) continue;
@@ -205,6 +215,16 @@ export class MovementBatcher {
     }
   }
 
+  /** Whether calls on this balance go to its lane rather than into a batch. */
+  private keepsAlone(id: string): boolean {
+    if (this.lanes.has(id)) return true;
+    const until = this.held.get(id);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.held.delete(id);
+    return false;
+  }
+
   /**
    * Runs a call in its own transaction, in its balance's lane: after the lane's earlier calls,
    * as a batch would have applied them, while other balances go on.
@@ -226,12 +246,17 @@ export class MovementBatcher {
       } catch (err) {
         const e = err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error");
         // Those behind it would wait as long, one after the other: all are answered now.
-        if (isLockTimeout(e)) l.refuseThrough = l.queued;
+        if (isLockTimeout(e)) {
+          l.refuseThrough = l.queued;
+          this.held.set(id, Date.now() + this.lockTimeoutMs);
+        }
         p.reject(e);
       } finally {
         l.pending -= 1;
         if (l.pending === 0) {
           this.lanes.delete(id);
+          const now = Date.now();
+          for (const [balance, until] of this.held) if (until <= now) this.held.delete(balance);
           this.settle();
         }
       }

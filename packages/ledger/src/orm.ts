@@ -192,6 +192,9 @@ export async function inPooledTransaction<T>(
   fn: (sql: Sql) => Promise<TransactionEnd<T>>,
   opts: { lockTimeoutMs?: number } = {},
 ): Promise<T> {
+  // Checked before a connection is taken, which a throw here would leak.
+  const ms = opts.lockTimeoutMs;
+  if (ms !== undefined && !(Number.isSafeInteger(ms) && ms > 0)) throw new TypeError("lockTimeoutMs must be a positive integer");
   const converter = orm.em.getPlatform().getExceptionConverter();
   const pool = poolOf(orm);
   const conn = await pool.acquireConnection();
@@ -199,8 +202,6 @@ export async function inPooledTransaction<T>(
   const several = async (text: string): Promise<pg.QueryResult[]> =>
     (await conn.query(text)) as unknown as pg.QueryResult[];
   // Set with BEGIN, so it covers every wait of the transaction, key claims included.
-  const ms = opts.lockTimeoutMs;
-  if (ms !== undefined && !(Number.isSafeInteger(ms) && ms > 0)) throw new TypeError("lockTimeoutMs must be a positive integer");
   const begin = ms === undefined ? "begin; " : `begin; set local lock_timeout = ${ms}; `;
   let xid: string | undefined;
   let begun = false;
