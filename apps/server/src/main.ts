@@ -17,6 +17,7 @@ try {
 }
 
 const log = createLogger(config.logLevel);
+const SECOND_SIGNAL_AFTER_MS = 2_000;
 let app;
 try {
   app = await startApp(config, log);
@@ -25,10 +26,17 @@ try {
   process.exit(1);
 }
 
-let stopping = false;
+let stoppingSince: number | undefined;
 const stop = (signal: string) => {
-  if (stopping) return;
-  stopping = true;
+  if (stoppingSince !== undefined) {
+    // The same Ctrl-C can arrive twice (from the terminal and from pnpm, which forwards it).
+    if (Date.now() - stoppingSince < SECOND_SIGNAL_AFTER_MS) return;
+    // A later one is the operator saying "now": the calls still running are cut, and a write
+    // among them may or may not have taken effect (retry with its idempotency key).
+    log.warn("second signal: exiting without waiting for the calls in flight", { signal });
+    process.exit(1);
+  }
+  stoppingSince = Date.now();
   log.info("draining", { signal });
   app.close().then(
     () => {

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LedgerError, openLedger, type CreateBalanceInput, type Ledger } from "./index.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
@@ -313,6 +314,26 @@ describe("update and close", () => {
 
     const empty = await ledger.balances.create(input({ userId: "expirer", balanceCents: 0n, referenceCode: "empty" }));
     expect((await ledger.balances.update(empty.id, { status: "expired" })).status).toBe("expired");
+  });
+
+  it("an update of a balance another transaction holds for long answers UNAVAILABLE after the lock timeout, nothing written", async () => {
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 } });
+    const balance = await l.balances.create(input({ userId: "held-update" }));
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("select 1 from account_balances where id = $1 for update", [balance.id]);
+      // Without the timeout this would wait for the holder, and the test time out.
+      const err = await refusal(l.balances.update(balance.id, { metadata: { a: "1" } }));
+      expect(err.reason).toBe("UNAVAILABLE");
+      expect(err.message).toMatch(/nothing was written/);
+      await holder.query("rollback");
+      expect((await l.balances.update(balance.id, { metadata: { a: "1" } })).version).toBe(2n);
+    } finally {
+      await holder.end().catch(() => {});
+      await l.close();
+    }
   });
 
   it("closes a zero balance, which then cannot be reopened", async () => {

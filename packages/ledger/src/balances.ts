@@ -121,7 +121,7 @@ function sameMetadata(a: Record<string, string>, b: Record<string, string>): boo
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
-export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balances {
+export function createBalances(orm: LedgerOrm, idempotency: Idempotency, settings: { lockTimeoutMs?: number } = {}): Balances {
   async function create(input: CreateBalanceInput, opts?: IdempotencyOption): Promise<AccountBalanceRecord> {
     const userId = requireNonEmpty(input.userId, "user_id");
     const balanceType = requireOneOf(input.balanceType, BALANCE_TYPES, "balance_type");
@@ -235,40 +235,46 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency): Balanc
     if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) throw notFound();
     const key = requireIdempotencyKey(opts?.idempotency);
 
-    return inTransaction(orm, async (em) => (await idempotency.run(em, key, operation, balanceCodec, async () => {
-      // The row lock orders this change after any in-flight credit or debit of the balance.
-      const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
-      if (!balance) throw notFound();
+    return inTransaction(orm, async (em) => {
+      // A balance (or key) another transaction holds for long, a stuck session say, answers
+      // UNAVAILABLE after about the ledger's lock timeout rather than holding this call and
+      // its connection (and a shutdown) for as long.
+      if (settings.lockTimeoutMs !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(settings.lockTimeoutMs)]);
+      return (await idempotency.run(em, key, operation, balanceCodec, async () => {
+        // The row lock orders this change after any in-flight credit or debit of the balance.
+        const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (!balance) throw notFound();
 
-      let changed = false;
-      if (status !== undefined && status !== balance.status) {
-        if (balance.status === "closed") {
-          throw new LedgerError("BALANCE_NOT_ACTIVE", "a closed balance cannot be reopened", { status: balance.status });
+        let changed = false;
+        if (status !== undefined && status !== balance.status) {
+          if (balance.status === "closed") {
+            throw new LedgerError("BALANCE_NOT_ACTIVE", "a closed balance cannot be reopened", { status: balance.status });
+          }
+          if (status === "closed" && balance.balanceCents !== 0n) {
+            throw new LedgerError("BALANCE_NOT_EMPTY", "only a balance of zero can be closed", {
+              balance_cents: balance.balanceCents.toString(),
+            });
+          }
+          if (status === "expired" && balance.balanceCents > 0n) throw expiredWithMoney(balance.balanceCents);
+          balance.status = status;
+          changed = true;
         }
-        if (status === "closed" && balance.balanceCents !== 0n) {
-          throw new LedgerError("BALANCE_NOT_EMPTY", "only a balance of zero can be closed", {
-            balance_cents: balance.balanceCents.toString(),
-          });
+        if (expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null)) {
+          balance.expiresAt = expiresAt;
+          changed = true;
         }
-        if (status === "expired" && balance.balanceCents > 0n) throw expiredWithMoney(balance.balanceCents);
-        balance.status = status;
-        changed = true;
-      }
-      if (expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null)) {
-        balance.expiresAt = expiresAt;
-        changed = true;
-      }
-      if (metadata !== undefined && !sameMetadata(metadata, balance.metadata)) {
-        balance.metadata = metadata;
-        changed = true;
-      }
-      if (changed) {
-        balance.version = balance.version + 1n;
-        balance.updatedAt = await databaseNow(em, balance.updatedAt);
-        await em.flush();
-      }
-      return balance;
-    })).value);
+        if (metadata !== undefined && !sameMetadata(metadata, balance.metadata)) {
+          balance.metadata = metadata;
+          changed = true;
+        }
+        if (changed) {
+          balance.version = balance.version + 1n;
+          balance.updatedAt = await databaseNow(em, balance.updatedAt);
+          await em.flush();
+        }
+        return balance;
+      })).value;
+    });
   }
 
   const update = (id: string, patch: UpdateBalancePatch, opts?: MutationOptions): Promise<AccountBalanceRecord> =>

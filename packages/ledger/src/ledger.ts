@@ -3,7 +3,7 @@ import { createBalances, type Balances } from "./balances.js";
 import { createExpiry, type Expiry } from "./expiry.js";
 import { checkIdempotencyTtl, createIdempotency, type Idempotency } from "./idempotency.js";
 import { createIntegrity, type Integrity } from "./integrity.js";
-import { checkBatchingOptions, type BatchingOptions } from "./movement-batcher.js";
+import { checkBatchingOptions, DEFAULT_BATCH_LOCK_TIMEOUT_MS, type BatchingOptions } from "./movement-batcher.js";
 import { createMovements, type MovementKind, type MovementOutcome, type Movements } from "./movements.js";
 import { createReads, type Reads } from "./reads.js";
 import { isConnectionError, openFailure } from "./db-errors.js";
@@ -131,7 +131,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
     ...(opts.onMovement ? { onMovement: opts.onMovement } : {}),
   });
   return {
-    balances: createBalances(orm, idempotency),
+    balances: createBalances(orm, idempotency, { lockTimeoutMs: batching === false ? DEFAULT_BATCH_LOCK_TIMEOUT_MS : batching.lockTimeoutMs }),
     movements: { credit: movements.credit, debit: movements.debit },
     batching: batching !== false,
     reads: createReads(orm),

@@ -5,7 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { assertBuilt, childEnv, CLI_JS, freePort, MAIN_JS, runNode, startNode, waitFor, type Running } from "../testing/process.js";
-import { randomToken } from "../testing/server.js";
+import pg from "pg";
+import { randomToken, startTestServer, testEnv } from "../testing/server.js";
 import { restFetch } from "../testing/protocols.js";
 
 // The built server (dist/main.js, dist/cli.js) started as a user would start it.
@@ -123,5 +124,42 @@ describe("first start as a new user: embedded PostgreSQL, CLI session, SIGTERM",
     expect(done.stderr).not.toContain(sid);
     await waitFor("postgres to be gone", async () => (await postgresProcessesFor(dataDir)).length === 0, 20_000);
     await expect(fs.stat(path.join(dataDir, "postmaster.pid"))).rejects.toThrow();
+  });
+});
+
+describe("stopping with calls in flight", () => {
+  it("a repeat of the signal within 2 s is the same Ctrl-C; a later one exits at once, code 1", { timeout: 60_000 }, async () => {
+    const db = await startTestServer();
+    const port = await freePort();
+    const server = startNode(MAIN_JS, [], childEnv({ ...testEnv(db.databaseUrl, db.serviceToken), PORT: String(port), SHUTDOWN_GRACE_MS: "60000" }));
+    const base = `http://127.0.0.1:${port}`;
+    const holder = new pg.Client({ connectionString: db.databaseUrl });
+    try {
+      await waitFor("the server", async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200);
+      // A read held up by a table lock: the drain would wait for it (about 5 s, the lock timeout).
+      await holder.connect();
+      await holder.query("begin");
+      await holder.query("lock table account_balances in access exclusive mode");
+      const inFlight = fetch(`${base}${BASE}/users/u1/balances`, { headers: { authorization: `Bearer ${db.serviceToken}` } }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      server.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 100));
+      server.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(server.child.exitCode).toBeNull();
+      expect(server.stderr()).not.toContain("second signal");
+      await new Promise((r) => setTimeout(r, 1_200));
+      server.child.kill("SIGTERM");
+      const done = await server.exited;
+      expect(done.code, done.stderr).toBe(1);
+      expect(done.stderr).toContain("second signal: exiting without waiting for the calls in flight");
+      expect(done.stderr).not.toContain('"msg":"stopped"');
+      await inFlight;
+    } finally {
+      if (server.child.exitCode === null) server.child.kill("SIGKILL");
+      await holder.query("rollback").catch(() => {});
+      await holder.end().catch(() => {});
+      await db.close();
+    }
   });
 });
