@@ -62,6 +62,16 @@ describe("CORS_ALLOWED_ORIGINS set", () => {
     }
   });
 
+  it("never lets a page send the gateway's trusted X-User-ID / X-User-Type headers", async () => {
+    const r = await preflight(server.port, `${BASE}/me/balances`, APP);
+    const allowed = String(r.headers["access-control-allow-headers"]).toLowerCase().split(/,\s*/);
+    expect(allowed).not.toContain("x-user-id");
+    expect(allowed).not.toContain("x-user-type");
+    // And an answer without Origin still varies by it, for shared caches.
+    const plainGet = await request(server.port, "GET", "/healthz", {});
+    expect(plainGet.headers.vary).toContain("Origin");
+  });
+
   it("lets an allowed page read REST and Connect answers, gRPC status headers included", async () => {
     const rest = await request(server.port, "GET", `${BASE}/me/balances`, { origin: APP, "x-session-id": sid });
     expect(rest.status).toBe(200);

@@ -14,8 +14,10 @@ export interface CorsOptions {
 }
 
 const METHODS = "GET, POST, PUT, DELETE";
-// connect's own (content type, protocol version, timeouts, gRPC-Web) plus the API's credentials and keys.
-const REQUEST_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Session-ID", "Idempotency-Key", "X-User-ID", "X-User-Type"].join(", ");
+// connect's own (content type, protocol version, timeouts, gRPC-Web) plus the API's credentials
+// and keys. Never X-User-ID / X-User-Type: with ACCOUNT_BALANCE_REQUIRE_AUTH=false they are a
+// gateway's word for who calls, and a page must not be able to speak it.
+const REQUEST_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Session-ID", "Idempotency-Key"].join(", ");
 const RESPONSE_HEADERS = connectCors.exposedHeaders.join(", ");
 const PREFLIGHT_MAX_AGE_SECONDS = "7200";
 
@@ -29,11 +31,12 @@ export function createCors(opts: CorsOptions): (req: NodeRequest, res: NodeRespo
   const origins = new Set(opts.allowedOrigins);
   if (!any && origins.size === 0) return () => false;
   return (req, res) => {
+    // Every answer depends on the Origin header, its absence included: a shared cache must
+    // not hand one origin's (or a same-origin) answer to another.
+    res.setHeader("vary", "Origin");
     const origin = req.headers.origin;
     if (typeof origin !== "string") return false;
     const allowed = any || origins.has(origin);
-    // The answer depends on the Origin header: caches must keep one per origin.
-    res.setHeader("vary", "Origin");
     if (req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined) {
       // A refused preflight is an answer without the allow headers: the browser stops there.
       res.writeHead(
