@@ -14,7 +14,7 @@ import {
 } from "@account-balance/proto/accountbalance/v1/account_balance_admin_service_pb.js";
 import { file_grpc_health_v1_health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
 import { createRestGateway, createUnaryInvoker, implementation } from "@account-balance/connect-rest";
-import { openLedger, startSweeper, type Ledger } from "@account-balance/ledger";
+import { openLedger, sharedReadiness, startSweeper, type Ledger } from "@account-balance/ledger";
 import { embeddedDataDir, type Config } from "./config.js";
 import type { Logger } from "./log.js";
 import { createAuthInterceptor, logStartupWarnings } from "./auth/interceptor.js";
@@ -101,14 +101,17 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     [implementation(AccountBalanceService, accountBalance), implementation(AccountBalanceAdminService, admin)],
     interceptors,
   );
+  // Every open Watch stream, which needs no credentials, polls once a second: they share one
+  // check a second between them, not one each on the pool the movements use.
+  const watchedReadiness = sharedReadiness(() => ledger.ready(), 1_000);
   const routes = (r: ConnectRouter) => {
     router = r;
     r.service(AccountBalanceService, accountBalance);
     r.service(AccountBalanceAdminService, admin);
-    registerHealth(r, async (service) => {
+    registerHealth(r, async (service, { watching }) => {
       if (service !== "" && !GUARDED.includes(service)) return "SERVICE_UNKNOWN";
       if (service !== "" && !config.accountBalanceEnabled) return "NOT_SERVING";
-      return (await ledger.ready()).ok ? "SERVING" : "NOT_SERVING";
+      return (await (watching ? watchedReadiness() : ledger.ready())).ok ? "SERVING" : "NOT_SERVING";
     });
     registerReflection(r, [
       file_accountbalance_v1_account_balance_service,

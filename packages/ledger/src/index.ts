@@ -1,4 +1,4 @@
-export { openLedger, migrate, DEFAULT_DATA_DIR } from "./ledger.js";
+export { openLedger, migrate, sharedReadiness, DEFAULT_DATA_DIR } from "./ledger.js";
 export type { Ledger, OpenLedgerOptions, Readiness } from "./ledger.js";
 export { LedgerError, type Reason } from "./errors.js";
 export type {

@@ -59,7 +59,7 @@ export interface Ledger {
   readonly sessions: Sessions;
   /**
    * Database reachable and every migration applied. Never throws; answers within ~3 s. One
-   * check at a time, its answer shared by every caller and reused for a second.
+   * check at a time, its answer shared by every caller waiting for it.
    */
   ready(): Promise<Readiness>;
   /** Closes the pool, then stops the embedded PostgreSQL if this ledger started one. */
@@ -75,7 +75,6 @@ export interface Ledger {
 export const DEFAULT_DATA_DIR = path.join(".data", "postgres");
 const EMBEDDED_DATABASE = "account_balance";
 const READY_TIMEOUT_MS = 3_000;
-const READY_REUSE_MS = 1_000;
 
 export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> {
   const log = opts.log ?? (() => {});
@@ -122,7 +121,8 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
   }
 
   let closed: Promise<void> | undefined;
-  const readiness = sharedReadiness(() => checkReady(orm), READY_REUSE_MS);
+  // Callers at the same moment share one check; an outage still shows on the next one.
+  const readiness = sharedReadiness(() => checkReady(orm), 0);
   const idempotency = createIdempotency(orm, { ttlSeconds });
   const movements = createMovements(orm, idempotency, {
     batching,
@@ -156,8 +156,8 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
 
 /**
  * `check` shared by every caller: the one in flight, or the last answer for `reuseMs` after it
- * came. Probes, Health/Check and every open Health/Watch stream (each polls once a second) ask
- * without credentials; each answer costs a transaction on the pool the movements use.
+ * came (0: only the one in flight). Probes and health checks ask without credentials, and each
+ * answer costs a transaction on the pool the movements use.
  */
 export function sharedReadiness(check: () => Promise<Readiness>, reuseMs: number, now: () => number = Date.now): () => Promise<Readiness> {
   let last: { promise: Promise<Readiness>; settledAt: number | undefined } | undefined;

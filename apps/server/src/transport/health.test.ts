@@ -26,8 +26,10 @@ afterEach(async () => {
 async function start(services: readonly string[] = []) {
   const statuses = new Map<string, HealthStatus>([["", "SERVING"]]);
   let calls = 0;
-  const check = async (service: string): Promise<HealthStatus> => {
+  const asked: Array<{ watching: boolean }> = [];
+  const check = async (service: string, how: { watching: boolean }): Promise<HealthStatus> => {
     calls++;
+    asked.push(how);
     if (service === "boom") throw new Error("database password is hunter2");
     return statuses.get(service) ?? "SERVICE_UNKNOWN";
   };
@@ -47,7 +49,7 @@ async function start(services: readonly string[] = []) {
   };
   const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   clients.push(client);
-  return { server, client, statuses, calls: () => calls };
+  return { server, client, statuses, calls: () => calls, asked };
 }
 
 function check(client: HealthClient, service: string): Promise<string> {
@@ -83,6 +85,17 @@ describe("grpc.health.v1.Health", () => {
     statuses.set("accountbalance.v1.AccountBalanceService", "NOT_SERVING");
     expect(await check(client, "")).toBe("SERVING");
     expect(await check(client, "accountbalance.v1.AccountBalanceService")).toBe("NOT_SERVING");
+  });
+
+  it("tells the check who asks: Check a fresh answer, a Watch poll one that may be shared (app.ts reuses it for a second)", async () => {
+    const { client, asked } = await start();
+    expect(await check(client, "")).toBe("SERVING");
+    expect(asked).toEqual([{ watching: false }]);
+    const w = watch(client, "");
+    expect(await w.next()).toBe("SERVING");
+    w.call.cancel();
+    expect(asked.slice(1).every((a) => a.watching)).toBe(true);
+    expect(asked.length).toBeGreaterThan(1);
   });
 
   it("Check on an unknown service fails with NOT_FOUND", async () => {

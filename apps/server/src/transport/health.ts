@@ -14,7 +14,8 @@ import {
  */
 
 export type HealthStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
-export type HealthCheck = (service: string) => Promise<HealthStatus>;
+/** `watching`: asked by a Watch stream's poll, which may be answered from a recent check. */
+export type HealthCheck = (service: string, how: { watching: boolean }) => Promise<HealthStatus>;
 
 export interface HealthOptions {
   /** How often Watch re-evaluates the status. Default 1000 ms. */
@@ -32,9 +33,9 @@ const STATUS: Record<HealthStatus, ServingStatus> = {
 export function registerHealth(router: ConnectRouter, check: HealthCheck, options: HealthOptions = {}): void {
   const pollMs = options.pollMs ?? 1000;
   // A failing check means "not serving"; its error is internal and never sent.
-  const status = async (service: string): Promise<HealthStatus> => {
+  const status = async (service: string, watching = false): Promise<HealthStatus> => {
     try {
-      return await check(service);
+      return await check(service, { watching });
     } catch {
       return "NOT_SERVING";
     }
@@ -55,7 +56,7 @@ export function registerHealth(router: ConnectRouter, check: HealthCheck, option
       const signal = context.signal;
       let last: HealthStatus | undefined;
       while (!signal.aborted) {
-        const s = await status(req.service);
+        const s = await status(req.service, true);
         if (s !== last) {
           last = s;
           yield response(s);
