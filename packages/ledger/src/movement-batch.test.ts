@@ -762,7 +762,8 @@ describe("a balance locked for long", () => {
     const free = await open("gc-stuck", 10n);
     const lock = await hold(stuck.id);
     try {
-      const onStuck = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      // refusal() takes the outcome at once: the refusal may come before it is awaited.
+      const onStuck = refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }));
       const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} });
       // The free balance's call completes while the other balance is still locked (it would
       // hang here, and the test time out, if it waited for the lock).
@@ -770,7 +771,7 @@ describe("a balance locked for long", () => {
       expect(lines.filter((m) => m.includes(" batch "))).toEqual([
         "ledger: a batch of 2 movement(s) failed (SQLSTATE 55P03); running them one by one",
       ]);
-      const err = await refusal(onStuck);
+      const err = await onStuck;
       expect(err.reason).toBe("UNAVAILABLE");
       expect(err.message).toMatch(/nothing was written/);
       expect(await count(stuck.id)).toBe(1);
@@ -791,15 +792,15 @@ describe("a balance locked for long", () => {
     try {
       // Two batches of the locked balance alone, one per slot (a batch of one balance used to
       // wait for its lock with no timeout, in its slot).
-      const first = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      const first = refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }));
       await new Promise((r) => setTimeout(r, 50));
-      const second = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} });
+      const second = refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }));
       await new Promise((r) => setTimeout(r, 50));
       // Other balances, while both are waiting and after: each completes with the lock held.
       for (const b of others) expect((await l.movements.credit({ balanceId: b.id, amountCents: 5n, metadata: {} })).balance.balanceCents).toBe(15n);
       // Calls on the locked balance that come later queue in its lane, not in batches.
-      const third = l.movements.debit({ balanceId: stuck.id, amountCents: 1n, allowNegative: false, metadata: {} });
-      for (const call of [first, second, third]) expect((await refusal(call)).reason).toBe("UNAVAILABLE");
+      const third = refusal(l.movements.debit({ balanceId: stuck.id, amountCents: 1n, allowNegative: false, metadata: {} }));
+      for (const call of [first, second, third]) expect((await call).reason).toBe("UNAVAILABLE");
       expect(await count(stuck.id)).toBe(1);
     } finally {
       await lock.release();
@@ -819,9 +820,9 @@ describe("a balance locked for long", () => {
       expect((await refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }))).reason).toBe("UNAVAILABLE");
       // A client retries at once, twice: had the calls gone into batches again, both slots
       // would wait on the lock (and log a failed batch each).
-      const retries = [1, 2].map(() => l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} }));
+      const retries = [1, 2].map(() => refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {} })));
       expect((await l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} })).balance.balanceCents).toBe(11n);
-      for (const r of retries) expect((await refusal(r)).reason).toBe("UNAVAILABLE");
+      for (const r of retries) expect((await r).reason).toBe("UNAVAILABLE");
       expect(lines.filter((m) => m.includes(" batch "))).toHaveLength(1);
       expect(await count(stuck.id)).toBe(1);
     } finally {
@@ -838,14 +839,14 @@ describe("a balance locked for long", () => {
     const lock = await hold(stuck.id);
     try {
       const k = key("held-key");
-      const original = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k });
+      const original = refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k }));
       await new Promise((r) => setTimeout(r, 100));
       // Same key again, with a movement of another balance in the same batch.
-      const retry = l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k });
+      const retry = refusal(l.movements.credit({ balanceId: stuck.id, amountCents: 1n, metadata: {}, idempotency: k }));
       const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} });
       expect((await onFree).balance.balanceCents).toBe(11n);
-      expect((await refusal(original)).reason).toBe("UNAVAILABLE");
-      expect((await refusal(retry)).reason).toBe("UNAVAILABLE");
+      expect((await original).reason).toBe("UNAVAILABLE");
+      expect((await retry).reason).toBe("UNAVAILABLE");
       expect(await count(stuck.id)).toBe(1);
     } finally {
       await lock.release();
