@@ -336,6 +336,35 @@ describe("update and close", () => {
     }
   });
 
+  it("a create whose idempotency key another transaction holds answers UNAVAILABLE after the lock timeout, nothing written", async () => {
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 } });
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query("begin");
+      await holder.query(
+        "insert into idempotency_keys (scope, key, fingerprint, operation, status, created_at, expires_at) values ('held-scope', 'held-key', 'fp', 'create_balance', 'in_flight', now(), now() + interval '1 day')",
+      );
+      const err = await refusal(l.balances.create(input({ userId: "held-create" }), { idempotency: { scope: "held-scope", key: "held-key", fingerprint: "fp" } }));
+      expect(err.reason).toBe("UNAVAILABLE");
+      expect(await sql(db.url, "select id from account_balances where user_id = 'held-create'")).toHaveLength(0);
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      await holder.end().catch(() => {});
+      await l.close();
+    }
+  });
+
+  it("refuses text PostgreSQL cannot store as given (a lone surrogate) with VALIDATION_FAILED, not INTERNAL", async () => {
+    const balance = await ledger.balances.create(input({ userId: "surrogate" }));
+    const err = await refusal(ledger.balances.update(balance.id, { metadata: { k: "x\ud800" } }));
+    expect(err.reason).toBe("VALIDATION_FAILED");
+    expect(err.message).toMatch(/lone surrogate/);
+    expect((await refusal(ledger.balances.create(input({ userId: "surrogate", referenceCode: "r\udc00" })))).reason).toBe("VALIDATION_FAILED");
+    // A whole pair is text like any other.
+    expect((await ledger.balances.update(balance.id, { metadata: { k: "x\ud83d\ude00" } })).metadata).toEqual({ k: "x😀" });
+  });
+
   it("closes a zero balance, which then cannot be reopened", async () => {
     const balance = await ledger.balances.create(input({ userId: "closer" }));
     const closed = await ledger.balances.close(balance.id, { ownerId: "closer" });

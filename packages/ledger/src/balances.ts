@@ -146,49 +146,53 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
 
     const key = requireIdempotencyKey(opts?.idempotency);
 
-    return inTransaction(orm, async (em) => (await idempotency.run(em, key, "create_balance", balanceCodec, async () => {
-      const now = await databaseNow(em);
-      const balance = em.create(AccountBalance, {
-        id: newBalanceId(),
-        userId,
-        organizationId: optionalString(input.organizationId, "organization_id"),
-        projectId: optionalString(input.projectId, "project_id"),
-        customerId: optionalString(input.customerId, "customer_id"),
-        balanceType,
-        balanceCents: opening,
-        currency,
-        referenceCode: optionalString(input.referenceCode, "reference_code"),
-        status,
-        expiresAt,
-        metadata,
-        version: 1n,
-        lastSequence: opening !== 0n ? 1n : 0n,
-        createdAt: now,
-        updatedAt: now,
-      });
-      if (opening !== 0n) {
-        // The opening balance is money like any other: it enters through the ledger so the
-        // transaction chain of this balance starts at 0 and ends at balance_cents.
-        em.create(AccountTransaction, {
-          id: newTransactionId(),
-          accountBalanceId: balance.id,
+    return inTransaction(orm, async (em) => {
+      // A second call with a key whose first is still running waits as long as update does.
+      await holdLocksAtMost(em, settings.lockTimeoutMs);
+      return (await idempotency.run(em, key, "create_balance", balanceCodec, async () => {
+        const now = await databaseNow(em);
+        const balance = em.create(AccountBalance, {
+          id: newBalanceId(),
           userId,
-          transactionType: "adjustment",
-          amountCents: opening,
-          balanceBeforeCents: 0n,
-          balanceAfterCents: opening,
+          organizationId: optionalString(input.organizationId, "organization_id"),
+          projectId: optionalString(input.projectId, "project_id"),
+          customerId: optionalString(input.customerId, "customer_id"),
+          balanceType,
+          balanceCents: opening,
           currency,
-          description: "opening balance",
-          referenceCode: balance.referenceCode ?? null,
-          status: "completed",
-          metadata: {},
+          referenceCode: optionalString(input.referenceCode, "reference_code"),
+          status,
+          expiresAt,
+          metadata,
+          version: 1n,
+          lastSequence: opening !== 0n ? 1n : 0n,
           createdAt: now,
-          sequence: 1n,
+          updatedAt: now,
         });
-      }
-      await em.flush();
-      return balance;
-    })).value);
+        if (opening !== 0n) {
+          // The opening balance is money like any other: it enters through the ledger so the
+          // transaction chain of this balance starts at 0 and ends at balance_cents.
+          em.create(AccountTransaction, {
+            id: newTransactionId(),
+            accountBalanceId: balance.id,
+            userId,
+            transactionType: "adjustment",
+            amountCents: opening,
+            balanceBeforeCents: 0n,
+            balanceAfterCents: opening,
+            currency,
+            description: "opening balance",
+            referenceCode: balance.referenceCode ?? null,
+            status: "completed",
+            metadata: {},
+            createdAt: now,
+            sequence: 1n,
+          });
+        }
+        await em.flush();
+        return balance;
+      })).value;
+    });
   }
 
   async function get(id: string, opts?: OwnerScope): Promise<AccountBalanceRecord | null> {
@@ -239,7 +243,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
       // A balance (or key) another transaction holds for long, a stuck session say, answers
       // UNAVAILABLE after about the ledger's lock timeout rather than holding this call and
       // its connection (and a shutdown) for as long.
-      if (settings.lockTimeoutMs !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(settings.lockTimeoutMs)]);
+      await holdLocksAtMost(em, settings.lockTimeoutMs);
       return (await idempotency.run(em, key, operation, balanceCodec, async () => {
         // The row lock orders this change after any in-flight credit or debit of the balance.
         const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -283,6 +287,11 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
     change("close_balance", id, { status: "closed" }, opts);
 
   return { create, get, list, update, close };
+}
+
+/** This transaction's lock waits end after about `ms` (55P03, answered UNAVAILABLE). */
+async function holdLocksAtMost(em: LedgerEntityManager, ms: number | undefined): Promise<void> {
+  if (ms !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(ms)]);
 }
 
 /**

@@ -8,8 +8,14 @@ export function invalid(message: string, field?: string): LedgerError {
 // PostgreSQL text and jsonb cannot hold U+0000; refuse it as bad input rather than fail in SQL.
 const NUL = "\u0000";
 
+// Half of a UTF-16 pair on its own: PostgreSQL refuses it in jsonb (as the JSON escape
+// "\ud800") and pg would write U+FFFD in its place in text.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Text PostgreSQL stores as given: no NUL, no lone surrogate. */
 export function requireText(value: string, field: string): string {
   if (value.includes(NUL)) throw invalid(`${field} must not contain NUL characters`, field);
+  if (LONE_SURROGATE.test(value)) throw invalid(`${field} must be valid Unicode text (it has a lone surrogate)`, field);
   return value;
 }
 

@@ -231,6 +231,35 @@ describe.each(PROTOCOLS)("auth matrix over %s", (protocol) => {
   });
 });
 
+describe("idempotency keys and a changed role", () => {
+  it.each(PROTOCOLS)("%s: what a user did as an admin is not replayed to them as a customer (another user's balance stays NOT_FOUND)", async (protocol) => {
+    const service: Auth = { bearer: server.serviceToken };
+    const victim = expectOk(await api.call("rest", "CreateBalance", { user_id: `demoted-victim-${protocol}`, currency: "EUR", balance_cents: 100 }, service)).data.id;
+    const asAdmin = await session(server, `demoted-${protocol}`, "admin");
+    const asCustomer = await session(server, `demoted-${protocol}`, "customer");
+    const debit = { id: victim, amount_cents: 5, idempotency_key: `demote-${protocol}` };
+    expect(expectOk(await api.call(protocol, "DebitBalance", debit, asAdmin)).data.balance.user_id).toBe(`demoted-victim-${protocol}`);
+    // The same key and request once the role is gone: refused, never the victim's balance.
+    const again = await api.call(protocol, "DebitBalance", debit, asCustomer);
+    expect(again.ok).toBe(false);
+    expectRefused(again, "IDEMPOTENCY_KEY_REUSED");
+    // And as an admin again, the first result is replayed; one debit in all.
+    expect(expectOk(await api.call(protocol, "DebitBalance", debit, asAdmin)).data.balance.balance_cents).toBe(95);
+    const rows = await server.sql<{ n: string }>("select count(*)::text as n from account_transactions where account_balance_id = $1 and transaction_type = 'debit'", [victim]);
+    expect(rows[0]!.n).toBe("1");
+  });
+
+  it("a malformed Idempotency-Key header is a 400 before the create's permission checks (403), as in the field", async () => {
+    const customer = await session(server, "key-order");
+    const res = await restFetch(server.baseUrl, "POST", "/bridge-payment/account-balance", {
+      headers: { "x-session-id": customer.session!, "content-type": "application/json", "idempotency-key": "bad key" },
+      body: JSON.stringify({ user_id: "someone-else", currency: "EUR" }),
+    });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ success: false, code: "VALIDATION_FAILED" });
+  });
+});
+
 describe("session id sources on REST (spec section 5 order)", () => {
   let sid: string;
   beforeAll(async () => {

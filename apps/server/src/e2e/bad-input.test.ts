@@ -95,6 +95,8 @@ const REST_CASES: RestCase[] = [
   { name: 'update status "gold"', method: "PUT", path: "/{existing}", body: json({ status: "gold" }), asService: true, status: 400, code: "VALIDATION_FAILED" },
   { name: "update metadata with a non-string value", method: "PUT", path: "/{existing}", body: json({ metadata: { a: { b: "c" } } }), status: 400, code: "VALIDATION_FAILED" },
   { name: "update metadata a string", method: "PUT", path: "/{existing}", body: json({ metadata: "x" }), status: 400, code: "VALIDATION_FAILED" },
+  // JSON.parse keeps a lone surrogate; PostgreSQL's jsonb refuses it (it was a 500).
+  { name: "update metadata with a lone surrogate", method: "PUT", path: "/{existing}", body: '{"metadata":{"k":"x\\ud800"}}', status: 400, code: "VALIDATION_FAILED" },
   { name: 'credit amount_cents "abc"', method: "POST", path: "/{existing}/credit", body: json({ amount_cents: "abc" }), asService: true, status: 400, code: "VALIDATION_FAILED" },
   { name: "credit amount_cents 2^53", method: "POST", path: "/{existing}/credit", body: `{"amount_cents":${TWO_POW_53}}`, asService: true, status: 400, code: "VALIDATION_FAILED" },
   { name: "credit amount_cents given twice", method: "POST", path: "/{existing}/credit", body: '{"amount_cents":1,"amount_cents":2}', asService: true, status: 400, code: "VALIDATION_FAILED" },

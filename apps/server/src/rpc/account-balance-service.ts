@@ -66,13 +66,14 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const userId = req.userId ?? caller.userId;
       if (userId === null) throw refusal("VALIDATION_FAILED", "user_id is required for service callers");
       const status = balanceStatusWord(req.status) ?? "active";
+      // Input before permission (spec order), as for the key in the field.
+      const idempotency = idempotencyOf(CreateBalanceRequestSchema, req, ctx, caller);
       if (!caller.isAdmin) {
         // Owners open empty, active balances for themselves; money only enters through the ledger.
         if (userId !== caller.userId) throw refusal("FORBIDDEN", "you may create balances only for yourself");
         if (req.balanceCents !== 0n) throw refusal("FORBIDDEN", "only admins may set an opening balance");
         if (status !== "active") throw refusal("FORBIDDEN", "only admins may choose the status");
       }
-      const idempotency = idempotencyOf(CreateBalanceRequestSchema, req, ctx, caller);
       const input = {
         userId,
         organizationId: req.organizationId,
