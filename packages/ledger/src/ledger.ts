@@ -9,7 +9,7 @@ import { createReads, type Reads } from "./reads.js";
 import { isConnectionError, openFailure } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 import { LedgerError } from "./errors.js";
-import { applyMigrations, checkServerVersion, initOrm, MIGRATIONS_TABLE, migrationNames, runSql, type LedgerOrm } from "./orm.js";
+import { applyMigrations, checkServerVersion, DEFAULT_POOL_MAX, initOrm, MIGRATIONS_TABLE, migrationNames, runSql, type LedgerOrm } from "./orm.js";
 import { createSessions, type Sessions } from "./sessions.js";
 
 export interface OpenLedgerOptions {
@@ -126,6 +126,7 @@ export async function openLedger(opts: OpenLedgerOptions = {}): Promise<Ledger> 
   const idempotency = createIdempotency(orm, { ttlSeconds });
   const movements = createMovements(orm, idempotency, {
     batching,
+    poolMax: opts.poolMax ?? DEFAULT_POOL_MAX,
     log,
     ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
     ...(opts.onMovement ? { onMovement: opts.onMovement } : {}),

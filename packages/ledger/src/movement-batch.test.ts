@@ -832,6 +832,38 @@ describe("a balance locked for long", () => {
     await verified();
   });
 
+  it("calls on several held balances do not take every pool connection: another balance's call is answered first", async () => {
+    // Pool 3, one batch slot: one connection for lanes, at most.
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, poolMax: 3, batching: { lockTimeoutMs: 1_500, maxInFlight: 1 } });
+    const stuck = await Promise.all([open("gc-pool", 10n), open("gc-pool", 10n), open("gc-pool", 10n)]);
+    const free = await open("gc-pool", 10n);
+    const lock = await hold(...stuck.map((b) => b.id));
+    const order: string[] = [];
+    try {
+      const onStuck = stuck.map((b) =>
+        refusal(l.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} })).then((e) => {
+          order.push("stuck");
+          return e;
+        }),
+      );
+      // Let their batch fail and its three lanes start.
+      await new Promise((r) => setTimeout(r, 1_700));
+      const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} }).then((r) => {
+        order.push("free");
+        return r;
+      });
+      expect((await onFree).balance.balanceCents).toBe(11n);
+      for (const e of onStuck) expect((await e).reason).toBe("UNAVAILABLE");
+      // Had the three lanes held all three connections, the free call would have waited for
+      // the first of them to time out.
+      expect(order[0]).toBe("free");
+    } finally {
+      await lock.release();
+    }
+    await l.close();
+    await verified();
+  });
+
   it("a retry whose key is held by a call waiting on a lock does not hold up its batch's other movements", async () => {
     const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300, maxInFlight: 8 } });
     const stuck = await open("gc-keywait", 10n);

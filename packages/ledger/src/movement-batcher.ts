@@ -91,11 +91,19 @@ export class MovementBatcher {
   private readonly queue: Pending[] = [];
   private readonly lanes = new Map<string, Lane>();
   /**
-   * Balances a lane's call recently found locked past the timeout, until when (Date.now ms):
+   * Balances a lane's call recently found locked past the timeout, until when (performance.now ms):
    * their calls keep to the lane even once it is empty, so that a client retrying on a
    * balance still held does not put a batch in every slot to wait again.
    */
   private readonly held = new Map<string, number>();
+  /**
+   * Lane transactions running, and those waiting for a turn. Each holds a pool connection,
+   * perhaps for the whole lock timeout: capped, so that calls on a few held balances cannot
+   * take every connection and stall the batches of all the others.
+   */
+  private readonly maxLaneTransactions: number;
+  private laneTransactions = 0;
+  private readonly laneTurns: Array<() => void> = [];
   private inFlight = 0;
   private scheduled = false;
   private readonly idle: Array<() => void> = [];
@@ -107,7 +115,12 @@ export class MovementBatcher {
     private readonly orm: LedgerOrm,
     private readonly idempotency: Idempotency,
     private readonly single: (m: MovementRequest, lockTimeoutMs: number) => Promise<MovementResult>,
-    opts: BatchingOptions & { onBatch?: (size: number) => void; log?: (msg: string) => void } = {},
+    opts: BatchingOptions & {
+      onBatch?: (size: number) => void;
+      log?: (msg: string) => void;
+      /** Most lane transactions at once (each holds a pool connection): the pool's size less the batches'. */
+      maxLaneTransactions?: number;
+    } = {},
   ) {
     // A log line must never change a movement's outcome (a throw here would turn a committed
     // batch into a rerun).
@@ -116,6 +129,7 @@ export class MovementBatcher {
     this.maxBatch = checked.maxBatch;
     this.maxInFlight = checked.maxInFlight;
     this.lockTimeoutMs = checked.lockTimeoutMs;
+    this.maxLaneTransactions = Math.max(1, Math.trunc(opts.maxLaneTransactions ?? Number.MAX_SAFE_INTEGER));
     this.onBatch = opts.onBatch;
   }
 
@@ -215,12 +229,27 @@ export class MovementBatcher {
     }
   }
 
+  private laneTurn(): Promise<void> {
+    if (this.laneTransactions < this.maxLaneTransactions) {
+      this.laneTransactions += 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.laneTurns.push(resolve));
+  }
+
+  /** Hands the turn to the next lane waiting, or frees it. */
+  private endLaneTurn(): void {
+    const next = this.laneTurns.shift();
+    if (next) next();
+    else this.laneTransactions -= 1;
+  }
+
   /** Whether calls on this balance go to its lane rather than into a batch. */
   private keepsAlone(id: string): boolean {
     if (this.lanes.has(id)) return true;
     const until = this.held.get(id);
     if (until === undefined) return false;
-    if (until > Date.now()) return true;
+    if (until > performance.now()) return true;
     this.held.delete(id);
     return false;
   }
@@ -242,20 +271,25 @@ export class MovementBatcher {
     l.tail = l.tail.then(async () => {
       try {
         if (number <= l.refuseThrough) throw balanceHeld();
-        p.resolve(await this.single(p.request, this.lockTimeoutMs));
+        await this.laneTurn();
+        try {
+          p.resolve(await this.single(p.request, this.lockTimeoutMs));
+        } finally {
+          this.endLaneTurn();
+        }
       } catch (err) {
         const e = err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error");
         // Those behind it would wait as long, one after the other: all are answered now.
         if (isLockTimeout(e)) {
           l.refuseThrough = l.queued;
-          this.held.set(id, Date.now() + this.lockTimeoutMs);
+          this.held.set(id, performance.now() + this.lockTimeoutMs);
         }
         p.reject(e);
       } finally {
         l.pending -= 1;
         if (l.pending === 0) {
           this.lanes.delete(id);
-          const now = Date.now();
+          const now = performance.now();
           for (const [balance, until] of this.held) if (until <= now) this.held.delete(balance);
           this.settle();
         }

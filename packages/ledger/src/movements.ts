@@ -3,7 +3,7 @@ import type { AccountTransactionRecord } from "./entities/account-transaction.en
 import { LedgerError, type Reason } from "./errors.js";
 import { newTransactionId } from "./ids.js";
 import type { Idempotency, IdempotencyKey } from "./idempotency.js";
-import { MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
+import { DEFAULT_MAX_IN_FLIGHT, MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
 import { inTransaction, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { ownedBalance } from "./ownership.js";
 import { checkMovement, movementCodec, notFound, prepareMovement, type MovementValue } from "./movement-rules.js";
@@ -71,6 +71,8 @@ export interface MovementsOptions extends MovementHooks {
   log?: (msg: string) => void;
   /** Group commit of concurrent movements (see movement-batcher.ts). Off: one transaction per call. */
   batching?: BatchingOptions | false;
+  /** Connections in the pool: the batcher keeps its lanes to what its batches leave. */
+  poolMax?: number;
 }
 
 /** The movements of a ledger, plus what `close()` needs. */
@@ -88,6 +90,7 @@ export function createMovements(
   const batcher = opts.batching
     ? new MovementBatcher(orm, idempotency, (m, lockTimeoutMs) => moveOne(orm, idempotency, m, lockTimeoutMs), {
         ...opts.batching,
+        ...(opts.poolMax !== undefined ? { maxLaneTransactions: opts.poolMax - (opts.batching.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT) - 1 } : {}),
         ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
         ...(opts.log ? { log: opts.log } : {}),
       })

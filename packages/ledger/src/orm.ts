@@ -19,6 +19,9 @@ import {
 export type LedgerOrm = MikroORM;
 export type LedgerEntityManager = EntityManager;
 
+/** Connections per ledger when the caller does not say (DB_POOL_MAX in the server). */
+export const DEFAULT_POOL_MAX = 10;
+
 export interface OrmOptions {
   databaseUrl: string;
   poolMax?: number;
@@ -65,7 +68,7 @@ export function initOrm(opts: OrmOptions): Promise<LedgerOrm> {
     debug: false,
     colors: false,
     logger: (msg) => log(msg),
-    pool: { min: 0, max: opts.poolMax ?? 10, acquireTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 },
+    pool: { min: 0, max: opts.poolMax ?? DEFAULT_POOL_MAX, acquireTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 },
     // Fail fast when the server is unreachable instead of hanging a request.
     driverOptions: { connection: { connectionTimeoutMillis: 5_000 } },
   });
