@@ -832,31 +832,63 @@ describe("a balance locked for long", () => {
     await verified();
   });
 
-  it("calls on several held balances do not take every pool connection: another balance's call is answered first", async () => {
-    // Pool 3, one batch slot: one connection for lanes, at most.
-    const l = await openLedger({ databaseUrl: db.url, migrate: false, poolMax: 3, batching: { lockTimeoutMs: 1_500, maxInFlight: 1 } });
+  it("retries on several held balances do not take every pool connection: another balance's call is answered first", async () => {
+    // Pool 3, one batch slot: one turn for calls on held balances.
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, poolMax: 3, batching: { lockTimeoutMs: 1_000, maxInFlight: 1 } });
     const stuck = await Promise.all([open("gc-pool", 10n), open("gc-pool", 10n), open("gc-pool", 10n)]);
     const free = await open("gc-pool", 10n);
     const lock = await hold(...stuck.map((b) => b.id));
     const order: string[] = [];
+    const credit = (balanceId: string) => l.movements.credit({ balanceId, amountCents: 1n, metadata: {} });
     try {
-      const onStuck = stuck.map((b) =>
-        refusal(l.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} })).then((e) => {
+      // First calls: their batch times out, each lane times out, and the balances are held.
+      for (const e of await Promise.all(stuck.map((b) => refusal(credit(b.id))))) expect(e.reason).toBe("UNAVAILABLE");
+      // Their clients retry at once, then another balance is credited.
+      const retries = stuck.map((b) =>
+        refusal(credit(b.id)).then((e) => {
           order.push("stuck");
           return e;
         }),
       );
-      // Let their batch fail and its three lanes start.
-      await new Promise((r) => setTimeout(r, 1_700));
-      const onFree = l.movements.credit({ balanceId: free.id, amountCents: 1n, metadata: {} }).then((r) => {
+      await new Promise((r) => setTimeout(r, 100));
+      const onFree = credit(free.id).then((r) => {
         order.push("free");
         return r;
       });
       expect((await onFree).balance.balanceCents).toBe(11n);
-      for (const e of onStuck) expect((await e).reason).toBe("UNAVAILABLE");
-      // Had the three lanes held all three connections, the free call would have waited for
+      for (const e of retries) expect((await e).reason).toBe("UNAVAILABLE");
+      // Had the three retries held all three connections, the free call would have waited for
       // the first of them to time out.
       expect(order[0]).toBe("free");
+    } finally {
+      await lock.release();
+    }
+    await l.close();
+    await verified();
+  });
+
+  it("a failed batch's calls on free balances do not queue behind a held balance's lock wait", async () => {
+    // Pool 3 and two batch slots: the turns' floor of one, the smallest there is.
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, poolMax: 3, batching: { lockTimeoutMs: 1_000 } });
+    const held = await open("gc-turns", 10n);
+    const others = await Promise.all([open("gc-turns", 10n), open("gc-turns", 10n)]);
+    const lock = await hold(held.id);
+    const order: string[] = [];
+    try {
+      // One batch with it and two free balances: it times out, and all three go to lanes.
+      const onHeld = refusal(l.movements.credit({ balanceId: held.id, amountCents: 1n, metadata: {} })).then((e) => {
+        order.push("held");
+        return e;
+      });
+      const onFree = others.map((b) =>
+        l.movements.credit({ balanceId: b.id, amountCents: 1n, metadata: {} }).then((r) => {
+          order.push("free");
+          return r;
+        }),
+      );
+      for (const r of onFree) expect((await r).balance.balanceCents).toBe(11n);
+      expect((await onHeld).reason).toBe("UNAVAILABLE");
+      expect(order).toEqual(["free", "free", "held"]);
     } finally {
       await lock.release();
     }

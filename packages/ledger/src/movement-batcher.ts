@@ -97,9 +97,9 @@ export class MovementBatcher {
    */
   private readonly held = new Map<string, number>();
   /**
-   * Lane transactions running, and those waiting for a turn. Each holds a pool connection,
-   * perhaps for the whole lock timeout: capped, so that calls on a few held balances cannot
-   * take every connection and stall the batches of all the others.
+   * Lane transactions on held balances running, and those waiting for a turn. Each holds a
+   * pool connection, likely for the whole lock timeout: capped, so that clients retrying on a
+   * few held balances cannot take every connection and stall the batches of all the others.
    */
   private readonly maxLaneTransactions: number;
   private laneTransactions = 0;
@@ -246,7 +246,11 @@ export class MovementBatcher {
 
   /** Whether calls on this balance go to its lane rather than into a batch. */
   private keepsAlone(id: string): boolean {
-    if (this.lanes.has(id)) return true;
+    return this.lanes.has(id) || this.isHeld(id);
+  }
+
+  /** Whether a lane call on this balance recently timed out on its lock. */
+  private isHeld(id: string): boolean {
     const until = this.held.get(id);
     if (until === undefined) return false;
     if (until > performance.now()) return true;
@@ -271,11 +275,14 @@ export class MovementBatcher {
     l.tail = l.tail.then(async () => {
       try {
         if (number <= l.refuseThrough) throw balanceHeld();
-        await this.laneTurn();
+        // Only calls on a balance known held wait for a turn: those of a failed batch on
+        // balances that are free must not queue behind a lock wait.
+        const turn = this.isHeld(id);
+        if (turn) await this.laneTurn();
         try {
           p.resolve(await this.single(p.request, this.lockTimeoutMs));
         } finally {
-          this.endLaneTurn();
+          if (turn) this.endLaneTurn();
         }
       } catch (err) {
         const e = err instanceof LedgerError ? err : new LedgerError("INTERNAL", "internal ledger error");

@@ -89,5 +89,5 @@ export function requireBoolean(value: unknown, field: string): boolean {
 
 /** An id that can name a row; anything else simply names nothing (NOT_FOUND, never an error). */
 export function isUsableId(value: unknown): value is string {
-  return typeof value === "string" && value !== "" && !value.includes(NUL);
+  return typeof value === "string" && value !== "" && !value.includes(NUL) && !LONE_SURROGATE.test(value);
 }
