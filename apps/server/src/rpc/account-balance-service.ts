@@ -20,7 +20,8 @@ import {
   UpdateBalanceRequestSchema,
   UpdateBalanceResponseSchema,
 } from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
-import type { Ledger } from "@account-balance/ledger";
+import type { IdempotencyKey, Ledger } from "@account-balance/ledger";
+import type { Caller } from "../auth/caller.js";
 import { refusal } from "../errors.js";
 import { balanceFilter, DEFAULT_BALANCE_LIMIT } from "./balance-filter.js";
 import { callerOf, ownerScope, userOf } from "./caller.js";
@@ -109,6 +110,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
     async closeBalance(req, ctx) {
       const caller = callerOf(ctx);
       const idempotency = idempotencyOf(CloseBalanceRequestSchema, req, ctx, caller);
+      await visibleBeforeReplay(ledger, req.id, caller, idempotency);
       const row = await ledger.balances.close(req.id, { ...ownerScope(caller), idempotency });
       return create(CloseBalanceResponseSchema, { data: toBalance(row) });
     },
@@ -137,6 +139,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       if (req.allowNegative && !caller.isAdmin) {
         await forbidAfterVisibility(ledger, req.id, scope, "only admins and services may allow a negative balance");
       }
+      await visibleBeforeReplay(ledger, req.id, caller, idempotency);
       const result = await ledger.movements.debit({
         balanceId: req.id,
         amountCents: req.amountCents,
@@ -195,6 +198,18 @@ function transactionFilter(req: { transactionType: number; from?: Timestamp; to?
  * Visibility before permission (spec section 4): a balance the caller may not see is
  * NOT_FOUND, so a FORBIDDEN never tells anyone that another user's id exists.
  */
+/**
+ * A stored result is replayed before the ledger looks the balance up, and keys are scoped to
+ * the user, not to their rights: a user who debited or closed someone else's balance as an
+ * admin, and is one no more (role changed, ADMIN_ROLES edited), must get NOT_FOUND for it, as
+ * without a key, not the result. So an owner's keyed call sees the balance first (one read;
+ * admins and services see every balance, and calls without a key look it up anyway).
+ */
+async function visibleBeforeReplay(ledger: Ledger, id: string, caller: Caller, idempotency: IdempotencyKey | undefined): Promise<void> {
+  if (idempotency === undefined || caller.isAdmin) return;
+  if (!(await ledger.balances.get(id, ownerScope(caller)))) throw notFound();
+}
+
 async function forbidAfterVisibility(ledger: Ledger, id: string, scope: { ownerId?: string }, message: string): Promise<never> {
   if (!(await ledger.balances.get(id, scope))) throw notFound();
   throw refusal("FORBIDDEN", message);

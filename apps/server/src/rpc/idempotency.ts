@@ -30,19 +30,13 @@ export function idempotencyOf<Desc extends DescMessage>(
   const key = req.idempotencyKey ?? header;
   if (key === undefined) return undefined;
   const scope = caller.kind === "service" ? "service" : `user:${caller.userId}`;
-  // A key is replayed before the balance is looked up, so what an admin did must not be
-  // replayed to the same user once they are no longer one (role changed, ADMIN_ROLES
-  // edited): their rights are part of the request, and a demoted retry is
-  // IDEMPOTENCY_KEY_REUSED rather than someone else's balance.
-  const rights = caller.kind === "user" && caller.isAdmin ? "as admin" : "";
-  return { scope, key, fingerprint: fingerprint(schema, req, rights) };
+  return { scope, key, fingerprint: fingerprint(schema, req) };
 }
 
-function fingerprint<Desc extends DescMessage>(schema: Desc, req: MessageShape<Desc>, rights: string): string {
+function fingerprint<Desc extends DescMessage>(schema: Desc, req: MessageShape<Desc>): string {
   const json = toJson(schema, req) as Record<string, unknown>;
   delete json.idempotencyKey;
-  const head = rights === "" ? schema.typeName : `${schema.typeName} ${rights}`;
-  return createHash("sha256").update(`${head}\n${canonical(json)}`).digest("hex");
+  return createHash("sha256").update(`${schema.typeName}\n${canonical(json)}`).digest("hex");
 }
 
 /** JSON with object keys sorted, so that map order does not change the digest. */
