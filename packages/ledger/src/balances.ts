@@ -11,7 +11,7 @@ import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
-import { inFork, inTransaction, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import { inFork, inTransaction, limitLockWaits, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { ownedBalance, ownedBalanceFilter } from "./ownership.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
@@ -148,7 +148,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
 
     return inTransaction(orm, async (em) => {
       // A second call with a key whose first is still running waits as long as update does.
-      await holdLocksAtMost(em, settings.lockTimeoutMs);
+      await limitLockWaits(em, settings.lockTimeoutMs);
       return (await idempotency.run(em, key, "create_balance", balanceCodec, async () => {
         const now = await databaseNow(em);
         const balance = em.create(AccountBalance, {
@@ -243,7 +243,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
       // A balance (or key) another transaction holds for long, a stuck session say, answers
       // UNAVAILABLE after about the ledger's lock timeout rather than holding this call and
       // its connection (and a shutdown) for as long.
-      await holdLocksAtMost(em, settings.lockTimeoutMs);
+      await limitLockWaits(em, settings.lockTimeoutMs);
       return (await idempotency.run(em, key, operation, balanceCodec, async () => {
         // The row lock orders this change after any in-flight credit or debit of the balance.
         const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -287,11 +287,6 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
     change("close_balance", id, { status: "closed" }, opts);
 
   return { create, get, list, update, close };
-}
-
-/** This transaction's lock waits end after about `ms` (55P03, answered UNAVAILABLE). */
-async function holdLocksAtMost(em: LedgerEntityManager, ms: number | undefined): Promise<void> {
-  if (ms !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(ms)]);
 }
 
 /**

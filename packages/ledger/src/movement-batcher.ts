@@ -118,8 +118,8 @@ export class MovementBatcher {
     opts: BatchingOptions & {
       onBatch?: (size: number) => void;
       log?: (msg: string) => void;
-      /** Most lane transactions at once (each holds a pool connection): the pool's size less the batches'. */
-      maxLaneTransactions?: number;
+      /** Connections in the pool: turns on held balances get what the batches leave. */
+      poolMax?: number;
     } = {},
   ) {
     // A log line must never change a movement's outcome (a throw here would turn a committed
@@ -129,7 +129,7 @@ export class MovementBatcher {
     this.maxBatch = checked.maxBatch;
     this.maxInFlight = checked.maxInFlight;
     this.lockTimeoutMs = checked.lockTimeoutMs;
-    this.maxLaneTransactions = Math.max(1, Math.trunc(opts.maxLaneTransactions ?? Number.MAX_SAFE_INTEGER));
+    this.maxLaneTransactions = opts.poolMax === undefined ? Number.MAX_SAFE_INTEGER : Math.max(1, opts.poolMax - this.maxInFlight - 1);
     this.onBatch = opts.onBatch;
   }
 

@@ -3,8 +3,8 @@ import type { AccountTransactionRecord } from "./entities/account-transaction.en
 import { LedgerError, type Reason } from "./errors.js";
 import { newTransactionId } from "./ids.js";
 import type { Idempotency, IdempotencyKey } from "./idempotency.js";
-import { DEFAULT_MAX_IN_FLIGHT, MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
-import { inTransaction, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import { MovementBatcher, type BatchingOptions } from "./movement-batcher.js";
+import { inTransaction, limitLockWaits, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { ownedBalance } from "./ownership.js";
 import { checkMovement, movementCodec, notFound, prepareMovement, type MovementValue } from "./movement-rules.js";
 import { toBalanceRecord, toTransactionRecord, type RawRow } from "./records.js";
@@ -90,7 +90,7 @@ export function createMovements(
   const batcher = opts.batching
     ? new MovementBatcher(orm, idempotency, (m, lockTimeoutMs) => moveOne(orm, idempotency, m, lockTimeoutMs), {
         ...opts.batching,
-        ...(opts.poolMax !== undefined ? { maxLaneTransactions: opts.poolMax - (opts.batching.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT) - 1 } : {}),
+        ...(opts.poolMax !== undefined ? { poolMax: opts.poolMax } : {}),
         ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
         ...(opts.log ? { log: opts.log } : {}),
       })
@@ -137,7 +137,7 @@ export function createMovements(
 export function moveOne(orm: LedgerOrm, idempotency: Idempotency, m: MovementRequest, lockTimeoutMs?: number): Promise<MovementResult> {
   return inTransaction(orm, async (em) => {
     // Before the key claim, whose wait it covers too.
-    if (lockTimeoutMs !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(lockTimeoutMs)]);
+    await limitLockWaits(em, lockTimeoutMs);
     const { value, replayed } = await idempotency.run(em, m.key, m.kind, movementCodec, () => apply(em, m));
     return { ...value, replayed };
   });

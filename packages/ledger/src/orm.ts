@@ -347,6 +347,15 @@ export async function applyMigrations(orm: LedgerOrm, databaseUrl: string): Prom
 }
 
 /**
+ * The current transaction's lock waits (rows, keys) end after about `ms` with 55P03, which
+ * the ledger answers UNAVAILABLE; undefined leaves the database's setting. Set first, so it
+ * covers every wait that follows.
+ */
+export async function limitLockWaits(em: LedgerEntityManager, ms: number | undefined): Promise<void> {
+  if (ms !== undefined) await runSql(em, "select set_config('lock_timeout', ?, true)", [String(ms)]);
+}
+
+/**
  * Runs `fn` in a database transaction on a fresh fork of the entity manager, retrying a
  * deadlock or serialization failure a few times, and a lost connection while `fn` ran (a
  * pooled connection can die under it, e.g. terminated by the server): nothing was

@@ -97,7 +97,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const metadata = req.metadata === undefined ? undefined : stringMetadata(req.metadata);
       const idempotency = idempotencyOf(UpdateBalanceRequestSchema, req, ctx, caller);
       const scope = ownerScope(caller);
-      if (!(await ledger.balances.get(req.id, scope))) throw notFound();
+      await requireVisible(ledger, req.id, scope);
       const status = balanceStatusWord(req.status);
       const expiresAt = dateOf(req.expiresAt);
       if (!caller.isAdmin && (status !== undefined || expiresAt !== undefined)) {
@@ -207,12 +207,17 @@ function transactionFilter(req: { transactionType: number; from?: Timestamp; to?
  */
 async function visibleBeforeReplay(ledger: Ledger, id: string, caller: Caller, idempotency: IdempotencyKey | undefined): Promise<void> {
   if (idempotency === undefined || caller.isAdmin) return;
-  if (!(await ledger.balances.get(id, ownerScope(caller)))) throw notFound();
+  await requireVisible(ledger, id, ownerScope(caller));
 }
 
 async function forbidAfterVisibility(ledger: Ledger, id: string, scope: { ownerId?: string }, message: string): Promise<never> {
-  if (!(await ledger.balances.get(id, scope))) throw notFound();
+  await requireVisible(ledger, id, scope);
   throw refusal("FORBIDDEN", message);
+}
+
+/** NOT_FOUND unless the balance is one the caller may see (spec order: visibility before permission). */
+async function requireVisible(ledger: Ledger, id: string, scope: { ownerId?: string }): Promise<void> {
+  if (!(await ledger.balances.get(id, scope))) throw notFound();
 }
 
 const MAX_METADATA_KEYS = 50;
