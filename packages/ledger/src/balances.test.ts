@@ -316,6 +316,37 @@ describe("update and close", () => {
     expect((await ledger.balances.update(empty.id, { status: "expired" })).status).toBe("expired");
   });
 
+  it("reads a balance past its expires_at as expired before the sweeper has run: get, list, status filters, an update's answer", async () => {
+    const u = "lapse-reader";
+    const lapsing = await ledger.balances.create(input({ userId: u, balanceCents: 300n, expiresAt: new Date(Date.now() + 150) }));
+    const lasting = await ledger.balances.create(input({ userId: u, balanceCents: 5n, expiresAt: new Date(Date.now() + 86_400_000) }));
+    expect(lapsing.status).toBe("active");
+    await new Promise((r) => setTimeout(r, 200));
+
+    expect((await ledger.balances.get(lapsing.id))?.status).toBe("expired");
+    expect((await ledger.balances.get(lasting.id))?.status).toBe("active");
+    const all = await ledger.balances.list({ userId: u }, { limit: 10, page: 1 });
+    expect(all.items.map((b) => [b.id, b.status])).toEqual([
+      [lapsing.id, "expired"],
+      [lasting.id, "active"],
+    ]);
+    const expired = await ledger.balances.list({ userId: u, status: "expired" }, { limit: 10, page: 1 });
+    expect([expired.total, expired.items.map((b) => b.id)]).toEqual([1, [lapsing.id]]);
+    const active = await ledger.balances.list({ userId: u, status: "active" }, { limit: 10, page: 1 });
+    expect([active.total, active.items.map((b) => b.id)]).toEqual([1, [lasting.id]]);
+
+    // An admin's change of its metadata answers what a read would say; the row still waits for the sweeper.
+    const changed = await ledger.balances.update(lapsing.id, { metadata: { note: "x" } });
+    expect([changed.status, changed.version, changed.balanceCents]).toEqual(["expired", 2n, 300n]);
+    const [row] = await sql(db.url, "select status, version, balance_cents from account_balances where id = $1", [lapsing.id]);
+    expect(row).toEqual({ status: "active", version: "2", balance_cents: "300" });
+
+    // Moving the time on brings it back.
+    const renewed = await ledger.balances.update(lapsing.id, { expiresAt: new Date(Date.now() + 86_400_000) });
+    expect(renewed.status).toBe("active");
+    expect((await ledger.balances.get(lapsing.id))?.status).toBe("active");
+  });
+
   it("an update of a balance another transaction holds for long answers UNAVAILABLE after the lock timeout, nothing written", async () => {
     const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 } });
     const balance = await l.balances.create(input({ userId: "held-update" }));

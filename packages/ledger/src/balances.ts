@@ -1,4 +1,4 @@
-import { LockMode, type FilterQuery } from "@mikro-orm/core";
+import { LockMode } from "@mikro-orm/core";
 import {
   BALANCE_STATUSES,
   BALANCE_TYPES,
@@ -6,12 +6,13 @@ import {
   type BalanceStatus,
   type BalanceType,
 } from "./domain.js";
+import { balanceWhere, LAPSED_SQL, seenAt } from "./balance-filter.js";
 import { AccountBalance, type AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
 import { newBalanceId, newTransactionId } from "./ids.js";
 import { requireIdempotencyKey, type Idempotency, type IdempotencyCodec, type IdempotencyKey } from "./idempotency.js";
-import { inFork, inTransaction, limitLockWaits, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
+import { inFork, inSnapshot, inTransaction, limitLockWaits, runSql, type LedgerEntityManager, type LedgerOrm } from "./orm.js";
 import { ownedBalance, ownedBalanceFilter } from "./ownership.js";
 import { balanceRow, toBalanceRecord, type RawRow } from "./records.js";
 import {
@@ -199,31 +200,25 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
     if (!isUsableId(id) || (opts?.ownerId !== undefined && !isUsableId(opts.ownerId))) return null;
     return inFork(orm, async (em) => {
       const where = ownedBalance(id, opts?.ownerId);
-      const [row] = await runSql<RawRow>(em, `select * from account_balances where ${where.sql}`, where.params);
+      const [row] = await runSql<RawRow>(em, `select *, ${LAPSED_SQL} as lapsed from account_balances where ${where.sql}`, where.params);
       return row ? toBalanceRecord(em, row) : null;
     });
   }
 
   async function list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>> {
-    const userId = requireNonEmpty(filter.userId, "user_id");
     const limit = requirePositiveInt(page.limit, "limit", MAX_PAGE_LIMIT);
     const pageNo = requirePositiveInt(page.page, "page");
-    const where: FilterQuery<AccountBalanceRecord> = { userId };
-    if (filter.referenceCode !== undefined) where.referenceCode = requireText(filter.referenceCode, "reference_code");
-    if (filter.balanceType !== undefined) where.balanceType = requireOneOf(filter.balanceType, BALANCE_TYPES, "balance_type");
-    if (filter.status !== undefined) where.status = requireOneOf(filter.status, BALANCE_STATUSES, "status");
-    if (filter.organizationId !== undefined) where.organizationId = requireText(filter.organizationId, "organization_id");
-    if (filter.projectId !== undefined) where.projectId = requireText(filter.projectId, "project_id");
-    if (filter.currency !== undefined) where.currency = requireCurrency(filter.currency);
-    const [items, total] = await inFork(orm, (em) =>
-      em.findAndCount(AccountBalance, where, {
+    const where = balanceWhere(filter, "all");
+    return inSnapshot(orm, async (em) => {
+      const rows = await runSql<RawRow>(
+        em,
         // Matches account_balances_user_created_idx.
-        orderBy: { createdAt: "asc", id: "asc" },
-        limit,
-        offset: (pageNo - 1) * limit,
-      }),
-    );
-    return { items, total };
+        `select *, ${LAPSED_SQL} as lapsed from account_balances where ${where.sql} order by created_at asc, id asc limit ? offset ?`,
+        [...where.params, limit, (pageNo - 1) * limit],
+      );
+      const [count] = await runSql<{ n: string }>(em, `select count(*)::text as n from account_balances where ${where.sql}`, where.params);
+      return { items: rows.map((row) => toBalanceRecord(em, row)), total: Number(count!.n) };
+    });
   }
 
   async function change(
@@ -248,6 +243,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
         // The row lock orders this change after any in-flight credit or debit of the balance.
         const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (!balance) throw notFound();
+        const clock = await databaseNow(em);
 
         let changed = false;
         if (status !== undefined && status !== balance.status) {
@@ -273,10 +269,11 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
         }
         if (changed) {
           balance.version = balance.version + 1n;
-          balance.updatedAt = await databaseNow(em, balance.updatedAt);
+          // Never before its last change, whatever the clock did since.
+          balance.updatedAt = clock > balance.updatedAt ? clock : balance.updatedAt;
           await em.flush();
         }
-        return balance;
+        return seenAt(balance, clock);
       })).value;
     });
   }
@@ -290,16 +287,12 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
 }
 
 /**
- * The database's clock, in milliseconds and never before `notBefore`: as for movements, the
- * times the ledger writes are the database's, whatever the clocks of the app servers say (a
- * balance stamped by a server an hour ahead would push its every later movement, which
- * takes `greatest(clock, updated_at)`, an hour into the future).
+ * The database's clock, in milliseconds: as for movements, the times the ledger writes are the
+ * database's, whatever the clocks of the app servers say (a balance stamped by a server an hour
+ * ahead would push its every later movement, which takes `greatest(clock, updated_at)`, an hour
+ * into the future).
  */
-async function databaseNow(em: LedgerEntityManager, notBefore?: Date): Promise<Date> {
-  const [row] = await runSql<{ ms: string }>(
-    em,
-    `select (extract(epoch from greatest(date_trunc('milliseconds', clock_timestamp()), ?::timestamptz)) * 1000)::bigint::text as ms`,
-    [notBefore?.toISOString() ?? null],
-  );
+async function databaseNow(em: LedgerEntityManager): Promise<Date> {
+  const [row] = await runSql<{ ms: string }>(em, `select (extract(epoch from date_trunc('milliseconds', clock_timestamp())) * 1000)::bigint::text as ms`);
   return new Date(Number(row!.ms));
 }

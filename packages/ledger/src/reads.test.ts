@@ -127,12 +127,15 @@ describe("totals", () => {
     const usd = await ledger.reads.totals({ userId: u, currency: "USD" });
     expect(usd).toMatchObject({ currency: "USD", totalBalanceCents: 1_000n, balanceCount: 1n });
     expect(usd.byCurrency).toEqual([{ currency: "USD", totalBalanceCents: 1_000n, balanceCount: 1n }]);
-    // A status filter replaces the default rule (expiry included).
+    // A status filter replaces the default rule; past its expires_at a balance is expired, swept or not.
     const suspended = await ledger.reads.totals({ userId: u, status: "suspended" });
     expect(suspended).toMatchObject({ currency: "USD", totalBalanceCents: 5n, balanceCount: 1n });
     const active = await ledger.reads.totals({ userId: u, status: "active", currency: "USD" });
-    expect(active).toMatchObject({ totalBalanceCents: 1_009n, balanceCount: 2n });
-    expect(lapsing.status).toBe("active");
+    expect(active).toMatchObject({ totalBalanceCents: 1_000n, balanceCount: 1n });
+    const expired = await ledger.reads.totals({ userId: u, status: "expired" });
+    expect(expired).toMatchObject({ currency: "USD", totalBalanceCents: 9n, balanceCount: 1n });
+    const [stored] = await sql(db.url, "select status from account_balances where id = $1", [lapsing.id]);
+    expect(stored!.status).toBe("active");
     expect((await ledger.reads.totals({ userId: u, balanceType: "promotional" })).byType).toHaveLength(1);
   });
 

@@ -1,7 +1,8 @@
-import { BALANCE_STATUSES, BALANCE_TYPES, MAX_CENTS, TRANSACTION_TYPES, type BalanceType, type TransactionType } from "./domain.js";
+import { BALANCE_TYPES, MAX_CENTS, TRANSACTION_TYPES, type BalanceType, type TransactionType } from "./domain.js";
 import type { AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import type { AccountTransactionRecord } from "./entities/account-transaction.entity.js";
 import { MAX_PAGE_LIMIT, type BalanceFilter, type OwnerScope, type Page, type PageRequest } from "./balances.js";
+import { balanceWhere } from "./balance-filter.js";
 import { LedgerError } from "./errors.js";
 import { inSnapshot, runSql, type LedgerOrm } from "./orm.js";
 import { ownedBalance } from "./ownership.js";
@@ -14,7 +15,6 @@ import {
   requireNonEmpty,
   requireOneOf,
   requirePositiveInt,
-  requireText,
 } from "./validate.js";
 
 /** Whose transactions: one balance (NOT_FOUND unless visible to `ownerId`), or all of a user's. */
@@ -96,7 +96,7 @@ export interface Reads {
     filter: TransactionFilter,
     page: PageRequest,
   ): Promise<Page<AccountTransactionRecord>>;
-  /** By default only active, unexpired balances count; a `status` filter replaces that rule. */
+  /** By default only active, unexpired balances count; a `status` filter (the status as read) replaces that rule. */
   totals(filter: BalanceFilter): Promise<BalanceTotal>;
   statistics(balanceId: string, window: StatisticsWindow, opts?: OwnerScope): Promise<BalanceStatistics>;
   /** Active balances with a positive amount that expire within the window, soonest first. */
@@ -174,30 +174,9 @@ export function transactionQueries(
   };
 }
 
-/** WHERE clause of a balance filter; without a status only active, unexpired balances. */
-function balanceWhere(filter: BalanceFilter): Query {
-  const where: string[] = ["user_id = ?"];
-  const params: unknown[] = [requireNonEmpty(filter.userId, "user_id")];
-  const add = (clause: string, value: unknown) => {
-    where.push(clause);
-    params.push(value);
-  };
-  if (filter.referenceCode !== undefined) add("reference_code = ?", requireText(filter.referenceCode, "reference_code"));
-  if (filter.balanceType !== undefined) add("balance_type = ?", requireOneOf(filter.balanceType, BALANCE_TYPES, "balance_type"));
-  if (filter.organizationId !== undefined) add("organization_id = ?", requireText(filter.organizationId, "organization_id"));
-  if (filter.projectId !== undefined) add("project_id = ?", requireText(filter.projectId, "project_id"));
-  if (filter.currency !== undefined) add("currency = ?", requireCurrency(filter.currency));
-  if (filter.status !== undefined) {
-    add("status = ?", requireOneOf(filter.status, BALANCE_STATUSES, "status"));
-  } else {
-    where.push("status = 'active' and (expires_at is null or expires_at > now())");
-  }
-  return { sql: where.join(" and "), params };
-}
-
 /** Sums per currency and type; served by account_balances_user_created_idx (user_id, …). */
 export function totalsQuery(filter: BalanceFilter): Query {
-  const where = balanceWhere(filter);
+  const where = balanceWhere(filter, "spendable");
   return {
     sql: `select currency, balance_type, sum(balance_cents)::text as total, count(*)::text as n
             from account_balances where ${where.sql}

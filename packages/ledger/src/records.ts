@@ -26,7 +26,8 @@ export function balanceFromRow(row: RawRow, parseDate: (v: unknown) => Date): Ac
     balanceCents: BigInt(row.balance_cents as string),
     currency: row.currency,
     referenceCode: row.reference_code ?? null,
-    status: row.status,
+    // `lapsed`: selected with LAPSED_SQL by reads of the current state (see balance-filter.ts).
+    status: row.lapsed === true ? "expired" : row.status,
     expiresAt: row.expires_at == null ? null : parseDate(row.expires_at),
     metadata: { ...(row.metadata as Record<string, string>) },
     version: BigInt(row.version as string),

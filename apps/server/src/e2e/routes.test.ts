@@ -282,6 +282,19 @@ describe.each(PROTOCOLS)("balance records over %s", (protocol) => {
     expect(active.data.status).toBe("active");
   });
 
+  it("an admin sets expires_at in the past: the answer, GetBalance and the status filters say expired at once, before any sweep", async () => {
+    const lapseUser = `${userId}-lapse`;
+    const id = await freshBalance(lapseUser, { balance_cents: 400 });
+    const lapseOwner: Auth = { session: await server.mintSession(lapseUser) };
+    const changed = expectOk(await api.call(protocol, "UpdateBalance", { id, expires_at: "2026-01-01T00:00:00Z" }, admin));
+    expect(changed.data).toMatchObject({ status: "expired", balance_cents: 400 });
+    expect(expectOk(await api.call(protocol, "GetBalance", { id }, lapseOwner)).data.status).toBe("expired");
+    const expired = expectOk(await api.call(protocol, "ListMyBalances", { status: "expired" }, lapseOwner));
+    expect(expired.data.map((b: any) => [b.id, b.status])).toEqual([[id, "expired"]]);
+    expect(expectOk(await api.call(protocol, "ListMyBalances", { status: "active" }, lapseOwner)).data).toEqual([]);
+    expectRefused(await api.call(protocol, "DebitBalance", { id, amount_cents: 1 }, lapseOwner), "BALANCE_EXPIRED");
+  });
+
   it("the owner closes an empty balance; a funded one is BALANCE_NOT_EMPTY and stays open", async () => {
     const closed = expectOk(await api.call(protocol, "CloseBalance", { id: plain.id }, owner));
     expect(closed.data).toMatchObject({ id: plain.id, status: "closed", balance_cents: 0 });
