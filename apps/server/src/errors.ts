@@ -26,10 +26,27 @@ export const REASON_CODE: Record<Reason, Code> = {
   INTERNAL: Code.Internal,
 };
 
+// A refusal may quote the caller's input (a map key in a validation message, say). On gRPC
+// it travels in the trailers, twice (grpc-message and grpc-status-details-bin): a 30 kB key
+// made them larger than an HTTP/2 frame, and the server tore down the whole connection,
+// other callers' streams included. Bounded here for every protocol.
+const MAX_MESSAGE_CHARS = 1_000;
+const MAX_DETAIL_CHARS = 200;
+
+/** `text` cut to at most `max` UTF-16 units, "…" included, never inside a surrogate pair. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
+
 /** A refusal with its reason as google.rpc.ErrorInfo, the same on every protocol. */
 export function refusal(reason: Reason, message: string, details: Record<string, string> = {}): ConnectError {
-  const info = create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata: details });
-  return new ConnectError(message, REASON_CODE[reason], undefined, [{ desc: ErrorInfoSchema, value: info }]);
+  const metadata = Object.fromEntries(Object.entries(details).map(([k, v]) => [clip(k, MAX_DETAIL_CHARS), clip(v, MAX_DETAIL_CHARS)]));
+  const info = create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata });
+  return new ConnectError(clip(message, MAX_MESSAGE_CHARS), REASON_CODE[reason], undefined, [{ desc: ErrorInfoSchema, value: info }]);
 }
 
 /** Reads the ErrorInfo back from an error, whatever produced it. */

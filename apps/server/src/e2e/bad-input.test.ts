@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AccountBalanceService } from "@account-balance/proto/accountbalance/v1/account_balance_service_pb.js";
+import { Health } from "@account-balance/proto/grpc/health/v1/health_pb.js";
 import { reasonOf } from "../errors.js";
 import { startTestServer, type TestServer } from "../testing/server.js";
 import { createApi, PROTOCOLS, restFetch, type Api, type Auth } from "../testing/protocols.js";
@@ -266,6 +267,46 @@ describe.each(["grpc", "connect-binary"] as const)("binary timestamps outside th
     expect(await counts()).toBe(before);
     const row = await server.sql<{ expires_at: unknown }>("select expires_at from account_balances where id = $1", [existing]);
     expect(row[0]!.expires_at).toBeNull();
+  });
+});
+
+describe("a refusal that quotes huge input stays small", () => {
+  // 100,000 characters quoted twice in the gRPC trailers outgrew an HTTP/2 frame: the call got
+  // RST_STREAM and the server closed the connection, other streams on it included.
+  const huge = "k".repeat(100_000);
+
+  it("over gRPC: VALIDATION_FAILED with a bounded message, and the same connection goes on", async () => {
+    const client = createClient(AccountBalanceService, createGrpcTransport({ baseUrl: server.baseUrl }));
+    const headers = { "x-session-id": ownerSid };
+    const before = await counts();
+    const err = await client.createBalance({ currency: "EUR", metadata: { [huge]: "v" } }, { headers }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code, err?.message).toBe(Code.InvalidArgument);
+    expect(reasonOf(err!)?.reason).toBe("VALIDATION_FAILED");
+    expect(err!.rawMessage).toMatch(/^invalid request: metadata\["kkk/);
+    expect(err!.rawMessage.length).toBeLessThanOrEqual(1_000);
+    expect(await counts()).toBe(before);
+    expect((await client.getBalance({ id: existing }, { headers })).data?.id).toBe(existing);
+
+    const health = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+    const unknown = await health.check({ service: huge }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(unknown?.code, unknown?.message).toBe(Code.NotFound);
+    expect(unknown!.rawMessage.length).toBeLessThanOrEqual(250);
+  });
+
+  it("over REST: the envelope's error stays bounded too", async () => {
+    const res = await restFetch(server.baseUrl, "POST", BASE, {
+      headers: { "X-Session-ID": ownerSid, "Content-Type": "application/json" },
+      body: JSON.stringify({ currency: "EUR", metadata: { [huge]: "v" } }),
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe("VALIDATION_FAILED");
+    expect(res.body.error.length).toBeLessThanOrEqual(1_000);
   });
 });
 

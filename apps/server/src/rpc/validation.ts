@@ -1,6 +1,6 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { refusal } from "../errors.js";
+import { clip, refusal } from "../errors.js";
 import { invalidTimestamps } from "./timestamps.js";
 
 /**
@@ -22,7 +22,9 @@ export function createValidationInterceptor(): Interceptor {
       }
       const result = validator.validate(req.method.input, req.message);
       if (result.kind === "invalid") {
-        const fields = result.violations.map((v) => v.toString());
+        // Each violation names its field path, which quotes map keys as sent: kept short so
+        // that every violation still shows within the refusal's bounded message.
+        const fields = result.violations.map((v) => clip(v.toString(), 200));
         throw refusal("VALIDATION_FAILED", `invalid request: ${fields.join("; ")}`);
       }
       if (result.kind === "error") {
