@@ -202,18 +202,27 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
  * client could write a line to the server's stderr per request ("grpc-timeout: 99999999H").
  */
 function defaultDeadline(req: { url?: string; headers: Record<string, string | string[] | undefined> }, ms: number): void {
-  // Only the account-balance RPCs (all unary): a health Watch or a reflection stream may live long.
-  if (!req.url?.startsWith("/accountbalance.")) return;
   const grpc = req.headers["grpc-timeout"];
   const connect = req.headers["connect-timeout-ms"];
+  const tooLong = {
+    grpc: typeof grpc === "string" && (parseGrpcTimeout(grpc, ms).timeoutMs ?? 0) > ms,
+    connect: typeof connect === "string" && (parseConnectTimeout(connect, ms).timeoutMs ?? 0) > ms,
+  };
+  // Malformed values are left for connect to refuse (it arms no timer for them).
+  if (!req.url?.startsWith("/accountbalance.")) {
+    // Health Watch and reflection streams may live long: no default. A deadline past the cap
+    // is still refused by connect, as before; it only arrives small enough for a timer.
+    if (tooLong.grpc) req.headers["grpc-timeout"] = `${ms + 1}m`;
+    if (tooLong.connect) req.headers["connect-timeout-ms"] = String(ms + 1);
+    return;
+  }
   if (grpc === undefined && connect === undefined) {
     req.headers["grpc-timeout"] = `${ms}m`;
     req.headers["connect-timeout-ms"] = String(ms);
     return;
   }
-  // Malformed values are left for connect to refuse (it arms no timer for them).
-  if (typeof grpc === "string" && (parseGrpcTimeout(grpc, ms).timeoutMs ?? 0) > ms) req.headers["grpc-timeout"] = `${ms}m`;
-  if (typeof connect === "string" && (parseConnectTimeout(connect, ms).timeoutMs ?? 0) > ms) req.headers["connect-timeout-ms"] = String(ms);
+  if (tooLong.grpc) req.headers["grpc-timeout"] = `${ms}m`;
+  if (tooLong.connect) req.headers["connect-timeout-ms"] = String(ms);
 }
 
 function sessionProvider(config: Config, ledger: Ledger, log: Logger): SessionProvider {

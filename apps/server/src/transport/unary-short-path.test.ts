@@ -160,6 +160,35 @@ describe("deadlines longer than the server's cap", () => {
   });
 });
 
+describe("deadlines past a timer's range on health and reflection", () => {
+  it("are still refused as too long, without a warning on the server's stderr", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const overGrpc = await h2.call("/grpc.health.v1.Health/Check", { "grpc-timeout": "99999999H" }, frame(new Uint8Array(0)));
+      expect(overGrpc.grpcStatus).toBe(3);
+      const overConnect = await fetch(`${server.baseUrl}/grpc.health.v1.Health/Check`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "connect-protocol-version": "1", "connect-timeout-ms": "9999999999" },
+        body: "{}",
+      });
+      expect(overConnect.status).toBe(400);
+      expect(((await overConnect.json()) as { code: string }).code).toBe("invalid_argument");
+      const reflection = await h2.call(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        { "grpc-timeout": "99999999H" },
+        frame(new Uint8Array(0)),
+      );
+      expect(reflection.grpcStatus).toBe(3);
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe("a client that goes away", () => {
   it("a stream reset before its body ends runs nothing, and the connection's next call is served", async () => {
     const before = await counts();
