@@ -147,6 +147,8 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     timeoutMs: config.requestTimeoutMs,
     formatSuccess: restSuccess,
     formatError: restError,
+    // `to` is "created at or before" (spec): to=2026-11-27 means through that day.
+    dateEndsDay: ["to"],
     onError: (err) => log.error("rest gateway error", { error: err instanceof Error ? err.name : typeof err }),
   });
   const unaryShortPath = createUnaryShortPath({

@@ -93,6 +93,7 @@ const gateway = createRestGateway({
   invoker,
   basePath: "/api/items/",
   maxBodyBytes: 1024,
+  dateEndsDay: ["since"],
   formatSuccess: (json, { method }) => ({
     status: method.name === "CreateItem" ? 201 : 200,
     body: { success: true, data: json },
@@ -273,7 +274,11 @@ describe("query strings", () => {
 
   it("accepts enum names in any spelling, bools as 1/0, bare dates, and empty values as absent", async () => {
     const { body } = await call("/api/items/?color=RED&active=0&since=2024-01-02&limit=&name=");
-    expect(body.data.echo).toMatchObject({ color: "red", active: false, since: "2024-01-02T00:00:00Z", limit: null, name: null });
+    // `since` is one of this gateway's dateEndsDay fields: the last instant of the day.
+    expect(body.data.echo).toMatchObject({ color: "red", active: false, since: "2024-01-02T23:59:59.999999999Z", limit: null, name: null });
+    // Elsewhere (the default) a bare date is midnight.
+    expect((await call("/plain?since=2024-01-02")).body.echo.since).toBe("2024-01-02T00:00:00Z");
+    expect((await call("/api/items/?since=2024-01-02T00:00:00Z")).body.data.echo.since).toBe("2024-01-02T00:00:00Z");
     const offset = await call("/api/items/?since=2024-01-02T03:04:05.5+02:00");
     expect(offset.body.data.echo.since).toBe("2024-01-02T01:04:05.500Z");
     expect((await call("/api/items/?color=COLOR_RED")).body.data.echo.color).toBe("red");

@@ -68,6 +68,12 @@ export interface RestGatewayOptions {
   onError?: (err: unknown) => void;
   /** Options of the JSON rendering, e.g. a registry for google.protobuf.Any. */
   json?: RestJsonOptions;
+  /**
+   * Query fields (paths, e.g. "to") that are inclusive upper bounds of a time: a bare date there
+   * means the last instant of that day, so "from=D&to=D" is the whole day. Elsewhere, and by
+   * default, a bare date is midnight UTC.
+   */
+  dateEndsDay?: readonly string[];
 }
 
 /** Handles the request if it matches a route and returns true; otherwise calls next (if given) and returns false. */
@@ -123,6 +129,7 @@ export function defaultFormatError(err: ConnectError, ctx: RestErrorContext): Re
 export function createRestGateway(opts: RestGatewayOptions): RestGateway {
   const basePath = normalizeBasePath(opts.basePath ?? "");
   const maxBodyBytes = opts.maxBodyBytes ?? defaultMaxBodyBytes;
+  const dateEndsDay = new Set(opts.dateEndsDay ?? []);
   const formatSuccess = opts.formatSuccess ?? ((json: JsonValue): RestResponse => ({ status: 200, body: json }));
   const formatError = opts.formatError ?? defaultFormatError;
   const routes = buildRoutes(opts.services);
@@ -190,7 +197,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
           }
         }
       }
-      const message = buildRequest(route, { values, query: new URLSearchParams(search), body });
+      const message = buildRequest(route, { values, query: new URLSearchParams(search), body, dateEndsDay });
 
       const abort = new AbortController();
       const onClose = () => {

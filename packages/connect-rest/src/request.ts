@@ -16,6 +16,8 @@ export interface RequestParts {
   readonly query: URLSearchParams;
   /** The parsed JSON body; undefined when the route takes none or none was sent. */
   readonly body: JsonValue | undefined;
+  /** Query fields (paths) whose bare date `YYYY-MM-DD` means the end of that day, not its start. */
+  readonly dateEndsDay?: ReadonlySet<string>;
 }
 
 /** Builds the request message of a route. Throws ConnectError(InvalidArgument) on bad input. */
@@ -50,7 +52,9 @@ export function buildRequestJson(route: RestRoute, parts: RequestParts): JsonObj
       if (fields[0] === route.bodyField) continue;
       const path = fields.map((f) => f.name).join(".");
       if (bound.has(path)) continue;
-      const raws = parts.query.getAll(key).filter((v) => v !== "");
+      let raws = parts.query.getAll(key).filter((v) => v !== "");
+      // An inclusive upper bound given as a day ("to=2026-11-27") takes in the whole day.
+      if (parts.dateEndsDay?.has(path)) raws = raws.map((v) => (dateOnlyRe.test(v) ? `${v}T23:59:59.999999999Z` : v));
       if (raws.length === 0) continue; // "?limit=" means not given
       // ?balance_type=a&balanceType=b: one field under its two names, as in a body.
       const other = given.get(path);
@@ -246,7 +250,7 @@ const dateOnlyRe = /^\d{4}-\d{2}-\d{2}$/;
 // The form fromJson accepts (RFC 3339 with "T", seconds, optional fraction, Z or offset).
 const rfc3339Re = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
-/** RFC 3339; a bare date means midnight UTC (a common REST client shortcut). */
+/** RFC 3339; a bare date means midnight UTC (a common REST client shortcut; see RequestParts.dateEndsDay). */
 function timestampIn(value: JsonValue, path: string): JsonValue {
   if (typeof value !== "string") throw invalid(`${path}: expected an RFC 3339 timestamp`);
   // A "+" offset sent unescaped in a query string arrives as a space.

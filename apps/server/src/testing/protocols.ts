@@ -132,7 +132,10 @@ function grpcTimestamp(value: unknown): unknown {
   if (typeof value !== "string") return value;
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) return value;
-  return { seconds: String(Math.floor(ms / 1000)), nanos: (((ms % 1000) + 1000) % 1000) * 1_000_000 };
+  // Date.parse stops at the millisecond; the fraction as written keeps the rest (to the nanosecond).
+  const fraction = /T\d\d:\d\d:\d\d\.(\d{1,9})/.exec(value)?.[1];
+  const nanos = fraction === undefined ? (((ms % 1000) + 1000) % 1000) * 1_000_000 : Number(fraction.padEnd(9, "0"));
+  return { seconds: String(Math.floor(ms / 1000)), nanos };
 }
 
 // protobufjs ships google/protobuf/struct.proto with camelCase field names, so even with
