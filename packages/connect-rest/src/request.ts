@@ -74,6 +74,10 @@ export function buildRequestJson(route: RestRoute, parts: RequestParts): JsonObj
 /**
  * Normalizes a REST JSON object for fromJson: snake_case or lowerCamel keys, unknown keys
  * dropped, null = absent, enums as "red"/"COLOR_RED"/1, integers range-checked.
+ *
+ * Except where the contract can remove a value: null for a field `x` of a message that also
+ * has a bool `clear_x` sets `clear_x` (proto3 JSON cannot tell null from absent, and a REST
+ * client removes a value by sending null).
  */
 export function normalizeMessageJson(schema: DescMessage, json: JsonObject, path = ""): JsonObject {
   const out: JsonObject = {};
@@ -85,7 +89,15 @@ export function normalizeMessageJson(schema: DescMessage, json: JsonObject, path
     const other = given.get(field.name);
     if (other !== undefined) throw invalid(`${join(path, field.name)}: given twice (as ${JSON.stringify(other)} and ${JSON.stringify(key)})`);
     given.set(field.name, key);
-    if (value === null && !isValueMessage(field)) continue;
+    if (value === null && !isValueMessage(field)) {
+      const clear = schema.fields.find((f) => f.name === `clear_${field.name}` && f.fieldKind === "scalar" && f.scalar === ScalarType.BOOL);
+      if (clear === undefined) continue;
+      const also = given.get(clear.name);
+      if (also !== undefined) throw invalid(`${join(path, field.name)}: null and ${JSON.stringify(also)} both given`);
+      given.set(clear.name, key);
+      out[clear.name] = true;
+      continue;
+    }
     out[field.name] = fieldIn(field, value, join(path, field.name));
   }
   return out;

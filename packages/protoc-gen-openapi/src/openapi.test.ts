@@ -167,7 +167,8 @@ describe("protoc-gen-openapi on the account-balance contract", () => {
     expect(debit.properties.id).toBeUndefined();
 
     const update = op("UpdateBalance").requestBody.content["application/json"].schema;
-    expect(Object.keys(update.properties)).toEqual(["status", "expires_at", "metadata", "idempotency_key"]);
+    expect(Object.keys(update.properties)).toEqual(["status", "expires_at", "metadata", "idempotency_key", "clear_expires_at"]);
+    expect(update.properties.clear_expires_at).toMatchObject({ type: "boolean" });
     expect(update.properties.metadata).toMatchObject({ type: ["object", "null"] });
   });
 

@@ -295,6 +295,23 @@ describe.each(PROTOCOLS)("balance records over %s", (protocol) => {
     expectRefused(await api.call(protocol, "DebitBalance", { id, amount_cents: 1 }, lapseOwner), "BALANCE_EXPIRED");
   });
 
+  it("an admin removes a balance's expiry (REST: expires_at null); an owner may not; both ways at once is a 400", async () => {
+    const id = await freshBalance(`${userId}-expiry`, { expires_at: "2099-01-01T00:00:00Z" });
+    const expiryOwner: Auth = { session: await server.mintSession(`${userId}-expiry`) };
+    const clear = protocol === "rest" ? { id, expires_at: null } : { id, clear_expires_at: true };
+    const stored = async () => (await server.sql("select expires_at, version from account_balances where id = $1", [id]))[0]!;
+
+    expectRefused(await api.call(protocol, "UpdateBalance", clear, expiryOwner), "FORBIDDEN");
+    expect((await stored()).expires_at).not.toBeNull();
+    const both = protocol === "rest" ? { ...clear, clear_expires_at: true } : { ...clear, expires_at: "2099-02-01T00:00:00Z" };
+    expectRefused(await api.call(protocol, "UpdateBalance", both, admin), "VALIDATION_FAILED");
+    expect((await stored()).expires_at).not.toBeNull();
+
+    const cleared = expectOk(await api.call(protocol, "UpdateBalance", clear, admin));
+    expect(cleared.data).toMatchObject({ id, expires_at: null, version: 2 });
+    expect(await stored()).toMatchObject({ expires_at: null, version: "2" });
+  });
+
   it("the owner closes an empty balance; a funded one is BALANCE_NOT_EMPTY and stays open", async () => {
     const closed = expectOk(await api.call(protocol, "CloseBalance", { id: plain.id }, owner));
     expect(closed.data).toMatchObject({ id: plain.id, status: "closed", balance_cents: 0 });

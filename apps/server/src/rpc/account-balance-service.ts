@@ -100,7 +100,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const scope = ownerScope(caller);
       await requireVisible(ledger, req.id, scope);
       const status = balanceStatusWord(req.status);
-      const expiresAt = dateOf(req.expiresAt);
+      const expiresAt = req.clearExpiresAt ? null : dateOf(req.expiresAt);
       if (!caller.isAdmin && (status !== undefined || expiresAt !== undefined)) {
         throw refusal("FORBIDDEN", "owners may change metadata only");
       }
