@@ -48,7 +48,7 @@ const GUARDED = [AccountBalanceService.typeName, AccountBalanceAdminService.type
 
 /** Wires the whole service: ledger, auth, interceptors, RPCs, REST gateway, probes, one port. */
 export async function startApp(config: Config, log: Logger): Promise<App> {
-  const metrics = createMetrics();
+  const metrics = createMetrics({ token: config.metricsToken });
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
     dataDir: embeddedDataDir(config),
@@ -167,7 +167,8 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
   type Req = IncomingMessage | Http2ServerRequest;
   type Res = ServerResponse | Http2ServerResponse;
   const handler = (req: Req, res: Res) => {
-    if (cors(req, res) || probes(req, res) || metrics.handler(req, res) || docs(req, res)) return;
+    // /metrics before CORS: no page on another origin may read it, whatever CORS_ALLOWED_ORIGINS says.
+    if (metrics.handler(req, res) || cors(req, res) || probes(req, res) || docs(req, res)) return;
     void rest(req, res, () => {
       defaultDeadline(req, config.requestTimeoutMs);
       if (unaryShortPath(req, res)) return;

@@ -193,6 +193,13 @@ describe("loadConfig", () => {
     expect(err.message).not.toContain("tiny-token");
   });
 
+  it("refuses a short METRICS_TOKEN without echoing it, and takes a long one", () => {
+    const err = problemWith({ METRICS_TOKEN: "short-metrics" });
+    expect(err.message).toBe("METRICS_TOKEN: has 13 characters; it must have at least 32");
+    expect(loadConfig({ METRICS_TOKEN: ` ${"t".repeat(32)} ` }).metricsToken).toBe("t".repeat(32));
+    expect(loadConfig({}).metricsToken).toBeUndefined();
+  });
+
   it("does not echo a malformed DATABASE_URL (it may carry a password)", () => {
     const err = problemWith({ DATABASE_URL: "postgres//user:pa55word@db" });
     expect(err.message).toBe("DATABASE_URL: the value given is not a URL");

@@ -39,6 +39,8 @@ export interface Config {
   /** Empty: every role may use the module. */
   allowedRoles: readonly string[];
   adminRoles: readonly string[];
+  /** METRICS_TOKEN: the bearer token GET /metrics asks for; undefined: /metrics is open. */
+  metricsToken: string | undefined;
   /** CORS_ALLOWED_ORIGINS: exact origins, or "*". Empty: no CORS. */
   corsAllowedOrigins: readonly string[];
 
@@ -89,6 +91,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = [
   { name: "ACCOUNT_BALANCE_ALLOWED_ROLES", default: "", meaning: "comma-separated user_types allowed to use the module; empty allows every role" },
   { name: "ACCOUNT_BALANCE_ADMIN_ROLES", default: "admin,superadmin", meaning: "comma-separated user_types with admin rights" },
   { name: "CORS_ALLOWED_ORIGINS", default: "", meaning: "comma-separated origins (`https://app.example.com`) whose browser pages may call every protocol across origins, credentials sent as headers (never cookies); `*` allows any origin; unset: no CORS" },
+  { name: "METRICS_TOKEN", default: "", meaning: "bearer token (at least 32 characters) that `GET /metrics` then requires (`Authorization: Bearer …`, as Prometheus' `authorization.credentials` sends it); unset: `/metrics` is open, so keep the port off the internet or set it" },
   { name: "MAX_REQUEST_BYTES", default: String(MIB), meaning: "largest request body or message accepted, in bytes (1024 to 64 MiB)" },
   { name: "REQUEST_TIMEOUT_MS", default: "30000", meaning: "server-side cap on one call, and on receiving an HTTP/1.1 request" },
   { name: "SHUTDOWN_GRACE_MS", default: "10000", meaning: "on SIGTERM, how long in-flight calls may take before connections are cut" },
@@ -115,7 +118,7 @@ export function embeddedDataDir(config: Pick<Config, "embeddedPgDir">, env: Node
 }
 
 // Values of these are never echoed back in an error message.
-const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "DATABASE_URL"]);
+const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "METRICS_TOKEN", "DATABASE_URL"]);
 const MIN_SECRET_CHARS = 32;
 
 /**
@@ -249,6 +252,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
 
+  const metricsToken = raw("METRICS_TOKEN");
+  if (metricsToken !== undefined && metricsToken.length < MIN_SECRET_CHARS) {
+    fail("METRICS_TOKEN", `has ${metricsToken.length} characters; it must have at least ${MIN_SECRET_CHARS}`);
+  }
+
   const maxRequestBytes = int("MAX_REQUEST_BYTES", 1024, 64 * MIB);
   const requestTimeoutMs = int("REQUEST_TIMEOUT_MS", 100, 3_600_000);
   const shutdownGraceMs = int("SHUTDOWN_GRACE_MS", 0, 600_000);
@@ -277,6 +285,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requireAuth,
     allowedRoles,
     adminRoles,
+    metricsToken,
     corsAllowedOrigins,
     maxRequestBytes,
     requestTimeoutMs,

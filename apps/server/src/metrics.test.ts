@@ -127,3 +127,43 @@ describe("GET /metrics", () => {
     expect(head.status).toBe(200);
   });
 });
+
+describe("with METRICS_TOKEN and CORS for every origin", () => {
+  const token = "m".repeat(40);
+  let guarded: TestServer;
+
+  beforeAll(async () => {
+    guarded = await startTestServer({ METRICS_TOKEN: token, CORS_ALLOWED_ORIGINS: "*" });
+  });
+
+  afterAll(async () => {
+    await guarded?.close();
+  });
+
+  it("answers 401 without the token (a service token is not it), and the metrics with it", async () => {
+    const url = `${guarded.baseUrl}/metrics`;
+    for (const authorization of [undefined, `Bearer ${"x".repeat(40)}`, `Bearer ${guarded.serviceToken}`, token, `Basic ${token}`]) {
+      const res = await fetch(url, { headers: authorization === undefined ? {} : { authorization } });
+      expect([authorization, res.status]).toEqual([authorization, 401]);
+      expect(res.headers.get("www-authenticate")).toBe('Bearer realm="metrics"');
+      expect(await res.text()).not.toContain("account_balance_");
+    }
+    const ok = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain("account_balance_rpc_requests_total");
+  });
+
+  it("never lets a page on another origin read it, while the API stays open to such pages", async () => {
+    const origin = "https://elsewhere.example";
+    const read = await fetch(`${guarded.baseUrl}/metrics`, { headers: { origin, authorization: `Bearer ${token}` } });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("access-control-allow-origin")).toBeNull();
+    const preflight = await fetch(`${guarded.baseUrl}/metrics`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "GET", "access-control-request-headers": "authorization" },
+    });
+    expect(preflight.headers.get("access-control-allow-origin")).toBeNull();
+    const api = await fetch(`${guarded.baseUrl}/healthz`, { headers: { origin } });
+    expect(api.headers.get("access-control-allow-origin")).toBe(origin);
+  });
+});

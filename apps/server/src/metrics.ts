@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { restCallKey } from "@account-balance/connect-rest";
 import { LedgerError, type Ledger, type Movements } from "@account-balance/ledger";
+import { createServiceTokens } from "./auth/service-tokens.js";
 import type { NodeRequest, NodeResponse } from "./transport/listen.js";
 
 /**
@@ -37,8 +38,15 @@ export interface Metrics {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
-export function createMetrics(): Metrics {
+export interface MetricsOptions {
+  /** When set, GET /metrics needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
+  token?: string;
+}
+
+export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
+  // Same constant-time match as the service tokens; not one of them (a scraper gets no rights).
+  const scraper = opts.token === undefined ? undefined : createServiceTokens([opts.token]);
   collectDefaultMetrics({ register: registry });
 
   const rpcLabels = ["service", "method", "protocol", "code"] as const;
@@ -111,6 +119,14 @@ export function createMetrics(): Metrics {
       r.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" });
       r.end("method not allowed\n");
       return true;
+    }
+    if (scraper !== undefined) {
+      const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
+      if (!scraper.match(m?.[1])) {
+        r.writeHead(401, { "www-authenticate": 'Bearer realm="metrics"', "content-type": "text/plain" });
+        r.end("unauthorized\n");
+        return true;
+      }
     }
     registry.metrics().then(
       (text) => {
