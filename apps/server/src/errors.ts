@@ -29,8 +29,10 @@ export const REASON_CODE: Record<Reason, Code> = {
 // A refusal may quote the caller's input (a map key in a validation message, say). On gRPC
 // it travels in the trailers, twice (grpc-message and grpc-status-details-bin): a 30 kB key
 // made them larger than an HTTP/2 frame, and the server tore down the whole connection,
-// other callers' streams included. Bounded here for every protocol.
-const MAX_MESSAGE_CHARS = 1_000;
+// other callers' streams included. Bounded here for every refusal of ours; connect's own
+// (a JSON decode error quoting an unknown key) are clipped where gRPC answers are written
+// (transport/grpc-message.ts).
+export const MAX_MESSAGE_CHARS = 1_000;
 const MAX_DETAIL_CHARS = 200;
 
 /** `text` cut to at most `max` UTF-16 units, "…" included, never inside a surrogate pair. */

@@ -8,6 +8,7 @@ import { startTestServer, type TestServer } from "../testing/server.js";
 import { createApi, PROTOCOLS, restFetch, type Api, type Auth } from "../testing/protocols.js";
 import { HTTP_RULES } from "../testing/routes.js";
 import { assertNoInternals, expectOk, expectRefused } from "../testing/expect.js";
+import { connectH2, frame } from "../security/raw.js";
 
 // Bad input is a 400 / INVALID_ARGUMENT with a reason and writes nothing, never a 500
 // (spec sections 4 and 6), on every protocol. Rows are counted before and after each case.
@@ -297,6 +298,29 @@ describe("a refusal that quotes huge input stays small", () => {
     );
     expect(unknown?.code, unknown?.message).toBe(Code.NotFound);
     expect(unknown!.rawMessage.length).toBeLessThanOrEqual(250);
+  });
+
+  it("gRPC with JSON messages: connect's own decode error stays bounded, and a Watch on the same connection lives on", async () => {
+    const h2 = await connectH2(server.port);
+    try {
+      const watch = h2.session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+      watch.on("error", () => undefined);
+      watch.end(frame(new Uint8Array(0)));
+      await new Promise((r) => watch.once("response", r));
+      const bad = await h2.call(
+        "/accountbalance.v1.AccountBalanceService/ListMyBalances",
+        { "content-type": "application/grpc+json", "x-session-id": ownerSid },
+        frame(Buffer.from(JSON.stringify({ [huge]: 1 }))),
+      );
+      expect(bad.grpcStatus).toBe(3);
+      expect(bad.grpcMessage!.length).toBeLessThanOrEqual(3_000);
+      expect(watch.closed).toBe(false);
+      const next = await h2.call("/grpc.health.v1.Health/Check", {}, frame(new Uint8Array(0)));
+      expect(next.grpcStatus).toBe(0);
+      watch.close();
+    } finally {
+      await h2.close();
+    }
   });
 
   it("over REST: the envelope's error stays bounded too", async () => {

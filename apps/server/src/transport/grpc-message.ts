@@ -1,5 +1,6 @@
 import type { ServerResponse, OutgoingHttpHeaders } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
+import { clip, MAX_MESSAGE_CHARS } from "../errors.js";
 
 /**
  * connect-node percent-encodes `grpc-message` with encodeURIComponent, while grpc-js reads
@@ -21,7 +22,11 @@ function rewrite<T extends OutgoingHttpHeaders | undefined>(headers: T): T {
   return { ...headers, "grpc-message": readableGrpcMessage(value) };
 }
 
-/** A grpc-message as connect encodes it, re-encoded so that grpc-js reads it back intact. */
+/**
+ * A grpc-message as connect encodes it, re-encoded so that grpc-js reads it back intact, and
+ * clipped: connect's own errors can quote the request (an unknown JSON key of any length),
+ * and trailers larger than an HTTP/2 frame cost the whole connection.
+ */
 export function readableGrpcMessage(value: string): string {
   let decoded = value;
   try {
@@ -29,7 +34,7 @@ export function readableGrpcMessage(value: string): string {
   } catch {
     // Not percent-encoded after all: encode it as it is.
   }
-  return minimalPercentEncoding(decoded);
+  return minimalPercentEncoding(clip(decoded, MAX_MESSAGE_CHARS));
 }
 
 export function minimalPercentEncoding(message: string): string {
