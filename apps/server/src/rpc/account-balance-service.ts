@@ -30,7 +30,6 @@ import {
   balanceStatusWord,
   balanceTypeWord,
   dateOf,
-  windowStartOf,
   pageMeta,
   pageOf,
   toBalance,
@@ -184,7 +183,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
     },
 
     async getBalanceStatistics(req, ctx) {
-      const stats = await ledger.reads.statistics(req.id, { from: windowStartOf(req.from), to: dateOf(req.to) }, ownerScope(callerOf(ctx)));
+      const stats = await ledger.reads.statistics(req.id, { from: dateOf(req.from), to: dateOf(req.to) }, ownerScope(callerOf(ctx)));
       return create(GetBalanceStatisticsResponseSchema, { data: toStatistics(stats) });
     },
   };
@@ -192,7 +191,7 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
 
 /** The type and time window both transaction listings take. */
 function transactionFilter(req: { transactionType: number; from?: Timestamp; to?: Timestamp }) {
-  return { transactionType: transactionTypeWord(req.transactionType), from: windowStartOf(req.from), to: dateOf(req.to) };
+  return { transactionType: transactionTypeWord(req.transactionType), from: dateOf(req.from), to: dateOf(req.to) };
 }
 
 /**

@@ -119,14 +119,3 @@ export const balanceStatusWord = (v: number) => enumToWord(BalanceStatusSchema, 
 export function dateOf(ts: Timestamp | undefined): Date | undefined {
   return ts ? new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1_000_000)) : undefined;
 }
-
-/** The last instant a Timestamp may name, in ms. */
-const LAST_MS = 253_402_300_799_999;
-
-/**
- * The lower bound of a window ("at or after"), nanos taken up to the next millisecond: times
- * are stored to the millisecond, and cut down, a `from` of .8205 took in a row of .820.
- */
-export function windowStartOf(ts: Timestamp | undefined): Date | undefined {
-  return ts ? new Date(Math.min(LAST_MS, Number(ts.seconds) * 1000 + Math.ceil(ts.nanos / 1_000_000))) : undefined;
-}
