@@ -198,6 +198,14 @@ describe("loadConfig", () => {
     expect(err.message).toBe("METRICS_TOKEN: has 13 characters; it must have at least 32");
     expect(loadConfig({ METRICS_TOKEN: ` ${"t".repeat(32)} ` }).metricsToken).toBe("t".repeat(32));
     expect(loadConfig({}).metricsToken).toBeUndefined();
+    // Sent as one word after "Bearer": a space or a non-ASCII character could never match.
+    for (const token of ["correct horse battery staple metrics token", `${"é".repeat(32)}`]) {
+      const bad = problemWith({ METRICS_TOKEN: token });
+      expect(bad.message).toBe("METRICS_TOKEN: may hold only visible ASCII characters (no spaces): it is sent as one word after Bearer");
+      expect(problemWith({ SERVICE_TOKENS: token }).message).toBe(
+        "SERVICE_TOKENS: token #1 may hold only visible ASCII characters (no spaces): it is sent as one word after Bearer",
+      );
+    }
   });
 
   it("does not echo a malformed DATABASE_URL (it may carry a password)", () => {

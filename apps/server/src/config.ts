@@ -120,6 +120,10 @@ export function embeddedDataDir(config: Pick<Config, "embeddedPgDir">, env: Node
 // Values of these are never echoed back in an error message.
 const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "METRICS_TOKEN", "DATABASE_URL"]);
 const MIN_SECRET_CHARS = 32;
+// A token travels as `Authorization: Bearer <token>`: one word of visible ASCII. A space would
+// end it early, and HTTP reads header bytes as Latin-1, so no other character could match.
+const BEARER_TOKEN = /^[!-~]+$/;
+const BEARER_TOKEN_RULE = "may hold only visible ASCII characters (no spaces): it is sent as one word after Bearer";
 
 /**
  * Reads and checks every variable. An empty (or blank) value counts as unset, as
@@ -234,6 +238,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   serviceTokens.forEach((token, i) => {
     if (token.length < MIN_SECRET_CHARS) {
       fail("SERVICE_TOKENS", `token #${i + 1} has ${token.length} characters; each must have at least ${MIN_SECRET_CHARS}`);
+    } else if (!BEARER_TOKEN.test(token)) {
+      fail("SERVICE_TOKENS", `token #${i + 1} ${BEARER_TOKEN_RULE}`);
     }
   });
 
@@ -255,6 +261,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const metricsToken = raw("METRICS_TOKEN");
   if (metricsToken !== undefined && metricsToken.length < MIN_SECRET_CHARS) {
     fail("METRICS_TOKEN", `has ${metricsToken.length} characters; it must have at least ${MIN_SECRET_CHARS}`);
+  } else if (metricsToken !== undefined && !BEARER_TOKEN.test(metricsToken)) {
+    fail("METRICS_TOKEN", BEARER_TOKEN_RULE);
   }
 
   const maxRequestBytes = int("MAX_REQUEST_BYTES", 1024, 64 * MIB);

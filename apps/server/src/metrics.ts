@@ -121,7 +121,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       return true;
     }
     if (scraper !== undefined) {
-      const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
+      const m = /^\s*bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
       if (!scraper.match(m?.[1])) {
         r.writeHead(401, { "www-authenticate": 'Bearer realm="metrics"', "content-type": "text/plain" });
         r.end("unauthorized\n");
