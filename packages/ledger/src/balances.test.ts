@@ -316,6 +316,25 @@ describe("update and close", () => {
     expect((await ledger.balances.update(empty.id, { status: "expired" })).status).toBe("expired");
   });
 
+  it("metadataOnly (an owner) may send the status and expiry it has, not change them; checked under the lock, nothing written on refusal", async () => {
+    const expiresAt = new Date("2031-05-01T00:00:00Z");
+    const b = await ledger.balances.create(input({ userId: "meta-only", expiresAt }));
+    const same = await ledger.balances.update(b.id, { status: "active", expiresAt: new Date(expiresAt), metadata: { a: "1" } }, { ownerId: "meta-only", metadataOnly: true });
+    expect([same.version, same.metadata, same.expiresAt?.toISOString()]).toEqual([2n, { a: "1" }, expiresAt.toISOString()]);
+
+    for (const patch of [{ status: "suspended" as const }, { expiresAt: null }, { expiresAt: new Date("2032-01-01T00:00:00Z") }]) {
+      const err = await refusal(ledger.balances.update(b.id, { ...patch, metadata: { a: "2" } }, { ownerId: "meta-only", metadataOnly: true }));
+      expect([JSON.stringify(patch), err.reason]).toEqual([JSON.stringify(patch), "FORBIDDEN"]);
+    }
+    const [row] = await sql(db.url, "select status, version, metadata, expires_at is not null as expiring from account_balances where id = $1", [b.id]);
+    expect(row).toEqual({ status: "active", version: "2", metadata: { a: "1" }, expiring: true });
+
+    // Without an expiry, "remove it" is no change either.
+    const open = await ledger.balances.create(input({ userId: "meta-only", referenceCode: "open" }));
+    const cleared = await ledger.balances.update(open.id, { expiresAt: null, metadata: { b: "1" } }, { ownerId: "meta-only", metadataOnly: true });
+    expect([cleared.version, cleared.expiresAt]).toEqual([2n, null]);
+  });
+
   it("reads a balance past its expires_at as expired before the sweeper has run: get, list, status filters, an update's answer", async () => {
     const u = "lapse-reader";
     const lapsing = await ledger.balances.create(input({ userId: u, balanceCents: 300n, expiresAt: new Date(Date.now() + 150) }));

@@ -83,7 +83,14 @@ export interface IdempotencyOption {
   idempotency?: IdempotencyKey;
 }
 
-export interface MutationOptions extends OwnerScope, IdempotencyOption {}
+export interface MutationOptions extends OwnerScope, IdempotencyOption {
+  /**
+   * The caller may change metadata only (an owner, in the spec's table): a status or expiry
+   * that would change is FORBIDDEN, one equal to the balance's is accepted (a client that
+   * sends the record back with new metadata). Checked under the row lock.
+   */
+  metadataOnly?: boolean;
+}
 
 export interface Balances {
   create(input: CreateBalanceInput, opts?: IdempotencyOption): Promise<AccountBalanceRecord>;
@@ -244,9 +251,14 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
         const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (!balance) throw notFound();
         const clock = await databaseNow(em);
+        const statusChanges = status !== undefined && status !== balance.status;
+        const expiryChanges = expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null);
+        if (opts?.metadataOnly && (statusChanges || expiryChanges)) {
+          throw new LedgerError("FORBIDDEN", "owners may change metadata only");
+        }
 
         let changed = false;
-        if (status !== undefined && status !== balance.status) {
+        if (statusChanges) {
           if (balance.status === "closed") {
             throw new LedgerError("BALANCE_NOT_ACTIVE", "a closed balance cannot be reopened", { status: balance.status });
           }
@@ -259,7 +271,7 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
           balance.status = status;
           changed = true;
         }
-        if (expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null)) {
+        if (expiryChanges) {
           balance.expiresAt = expiresAt;
           changed = true;
         }

@@ -273,6 +273,20 @@ describe.each(PROTOCOLS)("balance records over %s", (protocol) => {
     plain = cleared.data;
   });
 
+  it("the owner may send the record back with new metadata (its status and expiry unchanged), but not change either", async () => {
+    const record = expectOk(await api.call(protocol, "GetBalance", { id: plain.id }, owner)).data;
+    const { status, expires_at } = record;
+    const back = protocol === "rest" ? { id: plain.id, status, expires_at, metadata: { echo: "1" } } : { id: plain.id, status, metadata: { echo: "1" } };
+    const res = expectOk(await api.call(protocol, "UpdateBalance", back, owner));
+    expect(res.data).toMatchObject({ metadata: { echo: "1" }, version: plain.version + 1, status: "active", expires_at: null });
+    expectRefused(await api.call(protocol, "UpdateBalance", { id: plain.id, status: "suspended", metadata: { echo: "2" } }, owner), "FORBIDDEN");
+    expectRefused(await api.call(protocol, "UpdateBalance", { id: plain.id, expires_at: "2099-01-01T00:00:00Z", metadata: { echo: "2" } }, owner), "FORBIDDEN");
+    const rows = await server.sql("select metadata, status, expires_at, version from account_balances where id = $1", [plain.id]);
+    expect(rows[0]).toMatchObject({ metadata: { echo: "1" }, status: "active", expires_at: null });
+    const cleared = expectOk(await api.call(protocol, "UpdateBalance", { id: plain.id, metadata: {} }, owner));
+    plain = cleared.data;
+  });
+
   it("an admin suspends and reactivates a balance", async () => {
     const suspended = expectOk(await api.call(protocol, "UpdateBalance", { id: plain.id, status: "suspended" }, admin));
     expect(suspended.data).toMatchObject({ status: "suspended", version: plain.version + 1 });

@@ -100,10 +100,9 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       await requireVisible(ledger, req.id, scope);
       const status = balanceStatusWord(req.status);
       const expiresAt = req.clearExpiresAt ? null : dateOf(req.expiresAt);
-      if (!caller.isAdmin && (status !== undefined || expiresAt !== undefined)) {
-        throw refusal("FORBIDDEN", "owners may change metadata only");
-      }
-      const row = await ledger.balances.update(req.id, { status, expiresAt, metadata }, { ...scope, idempotency });
+      // Owners change metadata only; the ledger compares under the row lock, so a record sent
+      // back unchanged but for its metadata passes, a real change of status or expiry does not.
+      const row = await ledger.balances.update(req.id, { status, expiresAt, metadata }, { ...scope, idempotency, metadataOnly: !caller.isAdmin });
       return create(UpdateBalanceResponseSchema, { data: toBalance(row) });
     },
 
