@@ -208,6 +208,13 @@ describe("loadConfig", () => {
     }
   });
 
+  it("does not echo FLOWLESS_API_URL (it may carry a password), and refuses credentials in it", () => {
+    expect(problemWith({ FLOWLESS_API_URL: "http://u:TopSecret@[bad/" }).message).toBe("FLOWLESS_API_URL: the value given is not a URL");
+    const err = problemWith({ FLOWLESS_API_URL: "https://u:TopSecret@flowless.example" });
+    expect(err.message).toBe("FLOWLESS_API_URL: must not carry a user name or password (X-Bridge-Secret authenticates)");
+    expect(loadConfig({ FLOWLESS_API_URL: "https://flowless.example/" }).flowlessApiUrl).toBe("https://flowless.example");
+  });
+
   it("does not echo a malformed DATABASE_URL (it may carry a password)", () => {
     const err = problemWith({ DATABASE_URL: "postgres//user:pa55word@db" });
     expect(err.message).toBe("DATABASE_URL: the value given is not a URL");

@@ -117,8 +117,8 @@ export function embeddedDataDir(config: Pick<Config, "embeddedPgDir">, env: Node
   return path.resolve(env.INIT_CWD || process.cwd(), config.embeddedPgDir);
 }
 
-// Values of these are never echoed back in an error message.
-const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "METRICS_TOKEN", "DATABASE_URL"]);
+// Values of these are never echoed back in an error message (a URL may carry a password).
+const SECRET = new Set(["BRIDGE_VALIDATION_SECRET", "SERVICE_TOKENS", "METRICS_TOKEN", "DATABASE_URL", "FLOWLESS_API_URL"]);
 const MIN_SECRET_CHARS = 32;
 // A token travels as `Authorization: Bearer <token>`: one word of visible ASCII. A space would
 // end it early, and HTTP reads header bytes as Latin-1, so no other character could match.
@@ -218,6 +218,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const authProvider = oneOf<AuthProviderName>("AUTH_PROVIDER", ["local", "flowless"]);
   const flowlessApiUrl = url("FLOWLESS_API_URL", ["http:", "https:"])?.replace(/\/+$/, "");
+  if (flowlessApiUrl !== undefined && /^[a-z]+:\/\/[^/]*@/i.test(flowlessApiUrl)) {
+    // fetch refuses such a URL on every call; the bridge secret is the credential.
+    fail("FLOWLESS_API_URL", "must not carry a user name or password (X-Bridge-Secret authenticates)");
+  }
   const bridgeValidationSecret = raw("BRIDGE_VALIDATION_SECRET");
   if (bridgeValidationSecret !== undefined && bridgeValidationSecret.length < MIN_SECRET_CHARS) {
     fail("BRIDGE_VALIDATION_SECRET", `must be at least ${MIN_SECRET_CHARS} characters (got ${bridgeValidationSecret.length})`);
