@@ -120,6 +120,9 @@ export function isConnectionError(err: unknown): boolean {
   );
 }
 
+// undefined_table, undefined_column: the schema is not (yet) the one this code was built for.
+const SCHEMA_BEHIND = new Set(["42P01", "42703"]);
+
 /**
  * Turns any database failure into a LedgerError whose message is safe to show a caller:
  * never SQL, parameters or server text. The original error stays reachable (`withCause`).
@@ -135,6 +138,10 @@ export function toLedgerError(err: unknown): LedgerError {
     out = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
   } else if (code === "55P03") {
     out = balanceHeld();
+  } else if (typeof code === "string" && SCHEMA_BEHIND.has(code)) {
+    // Opened without migrations (MIGRATE_ON_START=false) on a database that lacks them: an
+    // operator's matter, answered like an outage (/readyz says the same), never INTERNAL.
+    out = new LedgerError("UNAVAILABLE", "the database's tables are missing or older than this version: apply the migrations (pnpm migrate)");
   } else if (isRetryable(err)) {
     out = new LedgerError("UNAVAILABLE", "the operation conflicted with a concurrent one, try again");
   } else {

@@ -102,3 +102,30 @@ describe("openLedger on a URL whose database does not exist", () => {
     expect((err as LedgerError).message).toBe('the database refused the connection: database "no_such_ledger_database" does not exist');
   });
 });
+
+describe("a ledger opened without migrations on a database that lacks them", () => {
+  it("answers UNAVAILABLE naming the migrations, not INTERNAL, and writes nothing", async () => {
+    const ledger = await openLedger({ databaseUrl: db.url, migrate: false });
+    try {
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ["create", () => ledger.balances.create({ userId: "u", balanceType: "general", balanceCents: 0n, currency: "EUR", status: "active", metadata: {} })],
+        ["list", () => ledger.balances.list({ userId: "u" }, { limit: 10, page: 1 })],
+        ["totals", () => ledger.reads.totals({ userId: "u" })],
+      ];
+      for (const [name, call] of calls) {
+        const err = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect([name, (err as LedgerError).reason, (err as LedgerError).message]).toEqual([
+          name,
+          "UNAVAILABLE",
+          "the database's tables are missing or older than this version: apply the migrations (pnpm migrate)",
+        ]);
+      }
+      expect((await client.query("select to_regclass('account_balances') as t")).rows[0].t).toBeNull();
+    } finally {
+      await ledger.close();
+    }
+  });
+});
