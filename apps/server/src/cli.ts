@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { openLedger } from "@account-balance/ledger";
 import { ConfigError, embeddedDataDir, loadConfig } from "./config.js";
 import { ROLE_SHAPE, USER_ID_SHAPE } from "./auth/caller.js";
 
@@ -9,9 +8,13 @@ const USAGE = `usage:
   account-balance verify        checks every balance against its history; exits 1 on any drift,
                                 3 when it could not check (configuration, database)
   account-balance session mint --user-id ID [--user-type customer] [--ttl-seconds 86400] [--email E] [--name N]
+                                ttl from 1 s to 10 years; like the server, it migrates first
+                                unless MIGRATE_ON_START=false
   account-balance session revoke SESSION_ID
 
 Uses DATABASE_URL, or the embedded PostgreSQL in EMBEDDED_PG_DIR when it is unset.`;
+
+const MAX_TTL_SECONDS = 315_360_000;
 
 type Command =
   | { kind: "migrate" }
@@ -27,9 +30,11 @@ function parseCommand(argv: string[]): Command | string {
   if (command === "session" && sub === "revoke" && rest.length === 1 && rest[0]) return { kind: "revoke", sessionId: rest[0] };
   if (command !== "session" || sub !== "mint") return USAGE;
   let values;
+  let tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args: rest,
+      tokens: true,
       options: {
         "user-id": { type: "string" },
         "user-type": { type: "string", default: "customer" },
@@ -41,12 +46,19 @@ function parseCommand(argv: string[]): Command | string {
   } catch (err) {
     return `${err instanceof Error ? err.message : String(err)}\n${USAGE}`;
   }
-  const ttlSeconds = Number(values["ttl-seconds"]);
-  if (!values["user-id"] || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) return USAGE;
+  // parseArgs keeps the last of a repeated option: "--user-id u1 --user-id u2" must not mint for u2 quietly.
+  const given = tokens.filter((t) => t.kind === "option").map((t) => t.name);
+  const twice = given.find((name, i) => given.indexOf(name) !== i);
+  if (twice !== undefined) return `--${twice} is given twice\n${USAGE}`;
+  const ttlText = values["ttl-seconds"]!;
+  const ttlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
+  if (!values["user-id"]) return USAGE;
+  if (!(ttlSeconds >= 1 && ttlSeconds <= MAX_TTL_SECONDS)) return `--ttl-seconds must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS} (10 years)`;
   // The contract's user_id shape: a session for "a b" would create balances that no admin
-  // route could ever address.
-  if (!USER_ID_SHAPE.test(values["user-id"]) || !ROLE_SHAPE.test(values["user-type"]!)) {
-    return "--user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64";
+  // route could ever address. A role with a comma could never be named in the comma-separated
+  // role lists (ACCOUNT_BALANCE_ADMIN_ROLES, _ALLOWED_ROLES).
+  if (!USER_ID_SHAPE.test(values["user-id"]) || !ROLE_SHAPE.test(values["user-type"]!) || values["user-type"]!.includes(",")) {
+    return "--user-id must be 1 to 128 printable ASCII characters without spaces, --user-type 1 to 64 without commas";
   }
   return { kind: "mint", userId: values["user-id"], userType: values["user-type"]!, ttlSeconds, email: values.email, name: values.name };
 }
@@ -59,6 +71,9 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfig(process.env);
+  // Loaded only now (the ORM and its drivers take seconds to load on a small host): a usage
+  // or configuration mistake is answered at once.
+  const { openLedger } = await import("@account-balance/ledger");
   const ledger = await openLedger({
     databaseUrl: config.databaseUrl,
     dataDir: embeddedDataDir(config),

@@ -119,9 +119,25 @@ describe("cli.js exit codes an operator's cron job can read", () => {
     }
   });
 
-  it("a usage mistake exits 2 before the database is asked anything, even when it is down", async () => {
+  it("a usage mistake exits 2 before the database is asked anything, even when it is down", { timeout: 120_000 }, async () => {
     const down = childEnv({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" });
-    for (const args of [["session", "mint", "--user-id", "u1", "--bogus"], ["session", "mint"], ["verify", "extra"], ["nonsense"]]) {
+    const cases = [
+      ["session", "mint", "--user-id", "u1", "--bogus"],
+      ["session", "mint"],
+      ["verify", "extra"],
+      ["nonsense"],
+      // A repeated option must not mint for the last one quietly; a TTL is whole seconds, 1 s to 10 years.
+      ["session", "mint", "--user-id", "u1", "--user-id", "u2"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", "99999999999999"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", "315360001"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", "1e3"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", "0x10"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", " 5"],
+      ["session", "mint", "--user-id", "u1", "--ttl-seconds", "0"],
+      // A role the comma-separated role lists could never name.
+      ["session", "mint", "--user-id", "u1", "--user-type", "admin,x"],
+    ];
+    for (const args of cases) {
       const r = await runNode(CLI_JS, args, down, 60_000);
       expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(2);
     }
