@@ -755,6 +755,28 @@ describe("a balance locked for long", () => {
 
   const count = async (balanceId: string) => (await transactionsOf(db.url, balanceId)).length;
 
+  it("close() while a batch waits on a held balance: its calls are not run again one by one but answered 'closing', nothing written", async () => {
+    const lines: string[] = [];
+    const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 300 }, log: (m) => lines.push(m) });
+    const stuck = await open("gc-closing", 10n);
+    const lock = await hold(stuck.id);
+    try {
+      const calls = [1n, 2n, 3n].map((amount) => refusal(l.movements.credit({ balanceId: stuck.id, amountCents: amount, metadata: {} })));
+      // Let the batch take its slot and wait on the lock, then close.
+      await new Promise((r) => setTimeout(r, 50));
+      await l.close();
+      for (const call of calls) {
+        const err = await call;
+        expect([err.reason, err.message]).toEqual(["UNAVAILABLE", "the ledger is closing, nothing was written: try again"]);
+      }
+      expect(lines.filter((m) => m.includes("one by one"))).toEqual([]);
+      expect(await count(stuck.id)).toBe(1);
+    } finally {
+      await lock.release();
+    }
+    await verified();
+  });
+
   it("holds up only its own movements: the batch gives up on the lock, the others are applied, its own are UNAVAILABLE with nothing written", async () => {
     const lines: string[] = [];
     const l = await openLedger({ databaseUrl: db.url, migrate: false, batching: { lockTimeoutMs: 200 }, log: (m) => lines.push(m) });

@@ -28,6 +28,9 @@ export const DEFAULT_MAX_IN_FLIGHT = 2;
 export const DEFAULT_BATCH_LOCK_TIMEOUT_MS = 5_000;
 const BATCH_ATTEMPTS = 3;
 
+/** A call the ledger did not start because it is closing: nothing was written, a retry is safe. */
+const closingRefusal = () => new LedgerError("UNAVAILABLE", "the ledger is closing, nothing was written: try again");
+
 interface Pending {
   request: MovementRequest;
   resolve(value: MovementResult): void;
@@ -105,6 +108,7 @@ export class MovementBatcher {
   private laneTransactions = 0;
   private readonly laneTurns: Array<() => void> = [];
   private inFlight = 0;
+  private closing = false;
   private scheduled = false;
   private readonly idle: Array<() => void> = [];
   private readonly maxBatch: number;
@@ -159,8 +163,15 @@ export class MovementBatcher {
     });
   }
 
-  /** Resolves once nothing is queued, in flight or in a lane. */
+  /**
+   * Resolves once nothing is queued, in flight or in a lane. Queued calls still go in batches;
+   * but a batch that fails is not run again call by call, and lane calls not yet started are
+   * not started: they are answered UNAVAILABLE, nothing written. A server drains after its
+   * grace period has cut the connections, when nobody waits for those calls any more, and
+   * each of them could otherwise wait out a lock timeout of its own before the process exits.
+   */
   drain(): Promise<void> {
+    this.closing = true;
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
@@ -211,6 +222,10 @@ export class MovementBatcher {
           return;
         }
         if (isRetryable(err) && attempt < BATCH_ATTEMPTS) continue;
+        if (this.closing) {
+          for (const p of batch) p.reject(closingRefusal());
+          return;
+        }
         this.log(`ledger: a batch of ${batch.length} movement(s) failed (${failureKind(err)}); running them one by one`);
         // Not awaited: the batch's slot is free for the next batch at once.
         for (const p of batch) this.alone(p);
@@ -275,11 +290,14 @@ export class MovementBatcher {
     l.tail = l.tail.then(async () => {
       try {
         if (number <= l.refuseThrough) throw balanceHeld();
+        if (this.closing) throw closingRefusal();
         // Only calls on a balance known held wait for a turn: those of a failed batch on
         // balances that are free must not queue behind a lock wait.
         const turn = this.isHeld(id);
         if (turn) await this.laneTurn();
         try {
+          // Checked again after the wait for a turn, which may have outlasted the grace period.
+          if (this.closing) throw closingRefusal();
           p.resolve(await this.single(p.request, this.lockTimeoutMs));
         } finally {
           if (turn) this.endLaneTurn();
