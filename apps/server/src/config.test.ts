@@ -147,6 +147,8 @@ describe("loadConfig", () => {
     ["HOST", "not a host"],
     ["HOST", "http://127.0.0.1"],
     ["HOST", "300.1.1.1:80"],
+    ["HOST", "999.1.1.1"],
+    ["HOST", "10.0.0"],
     ["CORS_ALLOWED_ORIGINS", "https://app.example.com/"],
     ["CORS_ALLOWED_ORIGINS", "app.example.com"],
     ["CORS_ALLOWED_ORIGINS", "https://a.example,ftp://b.example"],

@@ -198,8 +198,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const port = int("PORT", 0, 65535);
   const host = withDefault("HOST");
-  // An IP address or a host name: anything else would fail only at listen, unnamed.
-  if (!isIP(host) && !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
+  // An IP address or a host name: anything else would fail only at listen. A name's last
+  // label is never all digits (RFC 3696), so "999.1.1.1" is a mistyped address, not a name.
+  const hostName = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  if (!isIP(host) && (!hostName.test(host) || /(^|\.)[0-9]+$/.test(host))) {
     fail("HOST", `${shown("HOST", host)} is not an IP address or a host name`);
   }
 

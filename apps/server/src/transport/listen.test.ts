@@ -172,6 +172,21 @@ describe("listen: HTTP/1.1 and h2c on one port", () => {
   });
 });
 
+describe("listen: an address it cannot take", () => {
+  it("names HOST and PORT and the reason", async () => {
+    const first = await listen({ port: 0, host: "127.0.0.1", handler: (_req, res) => res.end() });
+    try {
+      const err = await listen({ port: first.port, host: "127.0.0.1", handler: (_req, res) => res.end() }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as Error).message).toBe(`cannot listen on HOST 127.0.0.1 PORT ${first.port}: EADDRINUSE`);
+    } finally {
+      await first.close(0);
+    }
+  });
+});
+
 describe("listen: close(grace)", () => {
   it("lets an in-flight HTTP/1.1 request finish, then stops accepting", async () => {
     const { server, requestArrived } = await serve({ slowMs: 300 });

@@ -150,9 +150,13 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   });
 
   await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
+    // "EADDRINUSE", "ENOTFOUND": named with the settings that chose the address.
+    tcp.once("error", (err: NodeJS.ErrnoException) => {
+      clearInterval(sweep);
+      reject(new Error(`cannot listen on HOST ${options.host ?? "(all)"} PORT ${options.port}: ${err.code ?? err.message}`));
+    });
     tcp.listen(options.port, options.host, () => {
-      tcp.removeListener("error", reject);
+      tcp.removeAllListeners("error");
       resolve();
     });
   });
