@@ -31,8 +31,16 @@ function canConnect(port: number): Promise<boolean> {
 describe("openLedger without databaseUrl", () => {
   it("boots an embedded PostgreSQL in dataDir, is ready, keeps data across restarts, and stops on close", async () => {
     const dataDir = path.join(dir, "pg");
+    // What a first start cut short during initdb leaves behind: its staging folder.
+    await fs.mkdir(path.join(dir, "pg.init-cut"));
+    await fs.writeFile(path.join(dir, "pg.init-cut", "PG_VERSION"), "18\n");
+    const yesterday = new Date(Date.now() - 86_400_000);
+    await fs.utimes(path.join(dir, "pg.init-cut"), yesterday, yesterday);
     const logs: string[] = [];
     const first = await openLedger({ dataDir, log: (m) => logs.push(m) });
+    // The cluster arrives whole, password file included, and the leftover is gone.
+    expect((await fs.readdir(dir)).sort()).toEqual(["pg"]);
+    await expect(fs.stat(path.join(dataDir, "ledger-superuser-password"))).resolves.toBeTruthy();
     expect(first.embedded).toBe(true);
     expect(await first.ready()).toEqual({ ok: true });
     const balance = await first.balances.create({

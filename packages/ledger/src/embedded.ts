@@ -27,6 +27,7 @@ export interface RunningPostgres {
 
 // Kept beside the cluster files: the superuser password of this cluster, random per cluster.
 const PASSWORD_FILE = "ledger-superuser-password";
+const STALE_STAGING_MS = 3_600_000;
 const SUPERUSER = "postgres";
 const isRoot = (): boolean => process.getuid?.() === 0;
 const execFileAsync = promisify(execFile);
@@ -173,9 +174,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     if (recent.length > 20) recent.splice(0, recent.length - 20);
   };
 
-  const create = (port: number): EmbeddedPostgresInstance =>
+  const create = (port: number, databaseDir = dataDir): EmbeddedPostgresInstance =>
     new EmbeddedPostgres({
-      databaseDir: dataDir,
+      databaseDir,
       port,
       user: SUPERUSER,
       password,
@@ -190,8 +191,25 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 
   if (!initialised) {
     log(`embedded PostgreSQL: initialising a new cluster in ${dataDir}`);
-    await create(0).initialise();
-    await fs.writeFile(passwordPath, `${password}\n`, { mode: 0o600 });
+    // initdb runs in a folder of its own, moved into place with its password file only once
+    // both are complete: a start cut short (Ctrl-C during initdb) leaves a folder that the
+    // next start removes, never a cluster without its password that no start could open.
+    const parent = path.dirname(dataDir);
+    const stagingPrefix = `${path.basename(dataDir)}.init-`;
+    for (const entry of await fs.readdir(parent)) {
+      if (!entry.startsWith(stagingPrefix)) continue;
+      // Not one another process of ours is filling right now (initdb takes seconds, not an hour).
+      const stat = await fs.stat(path.join(parent, entry)).catch(() => undefined);
+      if (stat && Date.now() - stat.mtimeMs > STALE_STAGING_MS) await fs.rm(path.join(parent, entry), { recursive: true, force: true });
+    }
+    const staging = path.join(parent, `${stagingPrefix}${randomBytes(6).toString("hex")}`);
+    await create(0, staging).initialise();
+    await fs.writeFile(path.join(staging, PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
+    await fs.rmdir(dataDir).catch(() => {}); // an empty folder made beforehand, if any
+    await fs.rename(staging, dataDir).catch(async (err: NodeJS.ErrnoException) => {
+      await fs.rm(staging, { recursive: true, force: true });
+      throw new Error(`embedded PostgreSQL: ${dataDir} is in the way (${err.code ?? "rename failed"}): it holds files but no cluster; empty it or choose another folder`);
+    });
   }
 
   // A port picked by the OS may be taken again before postgres binds it: retry a few times.
