@@ -60,6 +60,10 @@ describe("openLedger without databaseUrl", () => {
     // Postgres' own output is not relayed line by line.
     expect(logs.some((l) => l.includes("database system is ready"))).toBe(false);
 
+    // A lock file left by a cluster that did not stop, whose pid now belongs to another
+    // program (after a reboot or a container restart), must not block the start.
+    await fs.writeFile(path.join(dataDir, "postmaster.pid"), `${process.pid}\n${dataDir}\n0\n${port}\n`);
+
     // Reuses the initialised cluster (no second initdb) and finds the data again.
     const logs2: string[] = [];
     const second = await openLedger({ dataDir, log: (m) => logs2.push(m) });

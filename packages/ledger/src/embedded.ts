@@ -247,16 +247,31 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 
 /** The port of a live postmaster in dataDir (its postmaster.pid: pid on line 1, port on line 4). */
 async function runningPort(dataDir: string): Promise<number | undefined> {
-  const lines = (await fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n");
+  const pidFile = path.join(dataDir, "postmaster.pid");
+  const lines = (await fs.readFile(pidFile, "utf8").catch(() => "")).split("\n");
   const pid = Number.parseInt(lines[0] ?? "", 10);
   const port = Number.parseInt(lines[3] ?? "", 10);
   if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port)) return undefined;
   try {
     process.kill(pid, 0);
-    return port;
   } catch {
     return undefined;
   }
+  // The pid is alive, but after a reboot or a container restart it can be another program's
+  // (pid 1, say). postgres itself would then refuse to start ("lock file already exists") on
+  // every start: a lock file whose process is surely not a postgres is stale, and goes.
+  if ((await isPostgres(pid)) === false) {
+    await fs.rm(pidFile, { force: true });
+    return undefined;
+  }
+  return port;
+}
+
+/** Whether process `pid` runs a `postgres` binary; undefined where /proc cannot tell (not Linux). */
+async function isPostgres(pid: number): Promise<boolean | undefined> {
+  const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined);
+  if (cmdline === undefined) return undefined;
+  return path.basename(cmdline.split("\0")[0] ?? "") === "postgres";
 }
 
 function clusterHandle(port: number, password: string, stopCluster: () => Promise<void>): RunningPostgres {
