@@ -430,6 +430,22 @@ describe("bodies", () => {
     expect((await call("/api/items/", json("POST", { name: "x", labels: { name: "y" } }))).status).toBe(201);
   });
 
+  it("refuses a number whose fraction JSON.parse would round to a whole one, before calling the handler", async () => {
+    const before = interceptorSaw.length;
+    for (const n of ["4.9999999999999999", "1.0000000000000001", "9007199254740990.6", "49999999999999999e-16"]) {
+      const r = await call("/api/items/", json("POST", `{"name":"n","size":{"width":${n},"height":1}}`));
+      expect([n, r.status, r.body.error]).toEqual([n, 400, `JSON number ${n} has a fraction that rounds to a whole number`]);
+    }
+    expect(interceptorSaw.length).toBe(before);
+    // Whole numbers however written, and fractions that stay fractions (a double field), are fine.
+    for (const n of ["5", "5.0", "5.000e0", "0.5e1", "50e-1", "500e-2"]) {
+      const r = await call("/api/items/", json("POST", `{"name":"n","size":{"width":${n},"height":1}}`));
+      expect([n, r.status, r.body.data?.size]).toEqual([n, 201, { width: 5, height: 1 }]);
+    }
+    const ratio = await call("/api/items/", json("POST", '{"name":"n","ratio":0.30000000000000004}'));
+    expect([ratio.status, ratio.body.data.ratio]).toEqual([201, 0.30000000000000004]);
+  });
+
   it("refuses malformed JSON with 400", async () => {
     const r = await call("/api/items/", json("POST", "{not json"));
     expect(r.status).toBe(400);

@@ -190,9 +190,13 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
             sendError(res, new ConnectError("malformed JSON body", Code.InvalidArgument), errCtx(400));
             return true;
           }
-          const twice = duplicateKey(text);
-          if (twice !== undefined) {
-            sendError(res, new ConnectError(`JSON key ${JSON.stringify(twice)} appears twice in one object`, Code.InvalidArgument), errCtx(400));
+          const hidden = hiddenByParse(text);
+          if (hidden !== undefined) {
+            const message =
+              "key" in hidden
+                ? `JSON key ${JSON.stringify(hidden.key)} appears twice in one object`
+                : `JSON number ${hidden.number.slice(0, 40)} has a fraction that rounds to a whole number`;
+            sendError(res, new ConnectError(message, Code.InvalidArgument), errCtx(400));
             return true;
           }
         }
@@ -279,17 +283,18 @@ function contentRefusal(headers: IncomingHttpHeaders): string | undefined {
   return undefined;
 }
 
-/**
- * The first key that appears twice in one object of `text` (already valid JSON), or
- * undefined. JSON.parse keeps the last silently: {"amount_cents":1,"amount_cents":2} would
- * move 2 where a proxy or a log that read the first saw 1.
- */
 // jsonc-parser's SyntaxKind is a const enum in its types and a plain object at run time.
-type TokenName = "OpenBraceToken" | "CloseBraceToken" | "OpenBracketToken" | "CloseBracketToken" | "CommaToken" | "StringLiteral" | "EOF";
+type TokenName = "OpenBraceToken" | "CloseBraceToken" | "OpenBracketToken" | "CloseBracketToken" | "CommaToken" | "StringLiteral" | "NumericLiteral" | "EOF";
 const Token = (jsonc as unknown as { SyntaxKind: Record<TokenName, number> }).SyntaxKind;
 
-function duplicateKey(text: string): string | undefined {
-  if (!text.includes("{")) return undefined;
+/**
+ * What JSON.parse would hide in a body (already valid JSON): a key twice in one object (it
+ * keeps the last: {"amount_cents":1,"amount_cents":2} would move 2 where a proxy or a log
+ * that read the first saw 1), or a number with a fraction that the nearest double makes
+ * whole (4.9999999999999999 is 5 to JSON.parse, and would pass as an integer amount). Fields
+ * with a fraction of their own still take any other fraction.
+ */
+function hiddenByParse(text: string): { key: string } | { number: string } | undefined {
   // jsonc-parser's tokenizer with a stack of our own: its tree visitor recurses, and a body
   // nested 50,000 deep would overflow the call stack (JSON.parse does not).
   const scanner = jsonc.createScanner(text, true);
@@ -313,11 +318,14 @@ function duplicateKey(text: string): string | undefined {
       case Token.CommaToken:
         keyNext = open[open.length - 1] !== undefined;
         break;
+      case Token.NumericLiteral:
+        if (roundsToWhole(scanner.getTokenValue())) return { number: scanner.getTokenValue() };
+        break;
       case Token.StringLiteral:
         if (keyNext) {
           const keys = open[open.length - 1]!;
           const name = scanner.getTokenValue();
-          if (keys.has(name)) return name;
+          if (keys.has(name)) return { key: name };
           keys.add(name);
           keyNext = false;
         }
@@ -327,6 +335,17 @@ function duplicateKey(text: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Whether a JSON number literal is not a whole number, but its nearest double is. */
+function roundsToWhole(literal: string): boolean {
+  const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(literal);
+  if (!m || !Number.isInteger(Number(literal))) return false;
+  const [, whole, fraction = "", exp = "0"] = m;
+  const e = Number(exp);
+  // The digits that stay after the decimal point once the exponent has moved it.
+  const after = e >= 0 ? fraction.slice(e) : whole!.slice(Math.max(0, whole!.length + e)) + fraction;
+  return /[1-9]/.test(after);
 }
 
 /** The body, or undefined when it is larger than max (then reading stops). */
