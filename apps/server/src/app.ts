@@ -32,6 +32,7 @@ import { createCors } from "./transport/cors.js";
 import { createProbes } from "./transport/probes.js";
 import { createDocs } from "./transport/docs.js";
 import { listen } from "./transport/listen.js";
+import { strictJsonDecoder } from "./transport/strict-json.js";
 import { grpcMessageReadableByGrpcJs } from "./transport/grpc-message.js";
 import { createUnaryShortPath } from "./transport/unary-short-path.js";
 import { restError, restSuccess } from "./rest.js";
@@ -120,9 +121,7 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
     ]);
   };
   const writeMaxBytes = 16 * 1024 * 1024;
-  // Invalid UTF-8 in a JSON body is refused, as the REST gateway and the short path do;
-  // connect's default decoder would store U+FFFD in its place.
-  const connectJson = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
+  const connectJson = { ignoreUnknownFields: false, textDecoder: strictJsonDecoder as unknown as TextDecoder };
   const connect = connectNodeAdapter({
     routes,
     interceptors,

@@ -190,13 +190,9 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
             sendError(res, new ConnectError("malformed JSON body", Code.InvalidArgument), errCtx(400));
             return true;
           }
-          const hidden = hiddenByParse(text);
+          const hidden = jsonHiddenProblem(text);
           if (hidden !== undefined) {
-            const message =
-              "key" in hidden
-                ? `JSON key ${JSON.stringify(hidden.key)} appears twice in one object`
-                : `JSON number ${hidden.number.slice(0, 40)} has a fraction that rounds to a whole number`;
-            sendError(res, new ConnectError(message, Code.InvalidArgument), errCtx(400));
+            sendError(res, new ConnectError(hidden, Code.InvalidArgument), errCtx(400));
             return true;
           }
         }
@@ -335,6 +331,15 @@ function hiddenByParse(text: string): { key: string } | { number: string } | und
     }
   }
   return undefined;
+}
+
+/** What `hiddenByParse` finds in a JSON text, as a message for the caller; undefined if nothing. */
+export function jsonHiddenProblem(text: string): string | undefined {
+  const hidden = hiddenByParse(text);
+  if (hidden === undefined) return undefined;
+  return "key" in hidden
+    ? `JSON key ${JSON.stringify(hidden.key.slice(0, 100))} appears twice in one object`
+    : `JSON number ${hidden.number.slice(0, 40)} has a fraction that rounds to a whole number`;
 }
 
 /** Whether a JSON number literal is not a whole number, but its nearest double is. */

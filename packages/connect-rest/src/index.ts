@@ -2,6 +2,7 @@ export {
   createRestGateway,
   defaultFormatError,
   httpStatusFromCode,
+  jsonHiddenProblem,
   restCallKey,
   type NodeRequest,
   type NodeResponse,

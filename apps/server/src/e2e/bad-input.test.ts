@@ -355,6 +355,24 @@ describe("raw Connect JSON", () => {
     expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
     expect(await counts()).toBe(before);
   });
+
+  // DebitBalance over Connect JSON is served by the short path, which falls back to connect.
+  it.each([
+    ["a fraction JSON.parse rounds to a whole amount", '{"id":"{id}","amountCents":4.9999999999999999}', "JSON number 4.9999999999999999 has a fraction that rounds to a whole number"],
+    ["an amount given twice", '{"id":"{id}","amountCents":1,"amountCents":2}', 'JSON key "amountCents" appears twice in one object'],
+  ])("a debit with %s -> invalid_argument, nothing written", async (_name, body, message) => {
+    const before = await counts();
+    const res = await fetch(`${server.baseUrl}/accountbalance.v1.AccountBalanceService/DebitBalance`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-session-id": ownerSid },
+      body: body.replace("{id}", existing),
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(400);
+    expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
+    expect(JSON.parse(text).message).toContain(message);
+    expect(await counts()).toBe(before);
+  });
 });
 
 describe("MAX_REQUEST_BYTES", () => {

@@ -13,6 +13,7 @@ import {
 import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UnaryInvoker } from "@account-balance/connect-rest";
 import { readableGrpcMessage } from "./grpc-message.js";
+import { strictJsonDecoder } from "./strict-json.js";
 import type { NodeRequest, NodeResponse } from "./listen.js";
 
 /**
@@ -271,8 +272,7 @@ function decodeSingle(schema: DescMessage, bytes: Uint8Array): ReturnType<typeof
 function decodeConnect(schema: DescMessage, bytes: Uint8Array, json: boolean, opts: UnaryShortPathOptions): ReturnType<typeof fromBinary> | undefined {
   try {
     if (!json) return fromBinary(schema, bytes);
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    return fromJsonString(schema, text, { ignoreUnknownFields: opts.ignoreUnknownFields });
+    return fromJsonString(schema, strictJsonDecoder.decode(bytes), { ignoreUnknownFields: opts.ignoreUnknownFields });
   } catch {
     return undefined;
   }
