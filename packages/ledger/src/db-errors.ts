@@ -111,10 +111,12 @@ export function isConnectionError(err: unknown): boolean {
   if (name === "KnexTimeoutError" || name === "ConnectionException") return true;
   // knex ends a transaction whose connection broke between two statements; the next
   // statement then fails with "Transaction query already complete" (seen under
-  // pg_terminate_backend and PostgreSQL restarts): an outage, not a bug.
+  // pg_terminate_backend and PostgreSQL restarts): an outage, not a bug. A pool that stays
+  // full (many balances held for long) ends a wait for a connection with knex's
+  // "Timeout acquiring a connection", which MikroORM wraps in a DriverException.
   return (
     typeof message === "string" &&
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Transaction query already complete/i.test(
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Transaction query already complete|Timeout acquiring a connection/i.test(
       message,
     )
   );
