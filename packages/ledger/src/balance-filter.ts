@@ -42,6 +42,18 @@ export function balanceWhere(filter: BalanceFilter, unfiltered: "spendable" | "a
   return { sql: where.join(" and "), params };
 }
 
+/** A page of a user's balances and their count (`balances.list`); served by account_balances_user_created_idx. */
+export function balanceListQueries(filter: BalanceFilter, page: { limit: number; offset: number }): { items: Query; total: Query } {
+  const where = balanceWhere(filter, "all");
+  return {
+    items: {
+      sql: `select *, ${LAPSED_SQL} as lapsed from account_balances where ${where.sql} order by created_at asc, id asc limit ? offset ?`,
+      params: [...where.params, page.limit, page.offset],
+    },
+    total: { sql: `select count(*)::text as n from account_balances where ${where.sql}`, params: where.params },
+  };
+}
+
 /** The record as a reader sees it at `clock` (the database's): `expired` once an active balance's time has passed. */
 export function seenAt(balance: AccountBalanceRecord, clock: Date): AccountBalanceRecord {
   if (balance.status !== "active" || balance.expiresAt == null || balance.expiresAt > clock) return balance;

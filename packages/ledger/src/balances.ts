@@ -6,7 +6,7 @@ import {
   type BalanceStatus,
   type BalanceType,
 } from "./domain.js";
-import { balanceWhere, LAPSED_SQL, seenAt } from "./balance-filter.js";
+import { balanceListQueries, LAPSED_SQL, seenAt } from "./balance-filter.js";
 import { AccountBalance, type AccountBalanceRecord } from "./entities/account-balance.entity.js";
 import { AccountTransaction } from "./entities/account-transaction.entity.js";
 import { LedgerError } from "./errors.js";
@@ -215,15 +215,10 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
   async function list(filter: BalanceFilter, page: PageRequest): Promise<Page<AccountBalanceRecord>> {
     const limit = requirePositiveInt(page.limit, "limit", MAX_PAGE_LIMIT);
     const pageNo = requirePositiveInt(page.page, "page");
-    const where = balanceWhere(filter, "all");
+    const q = balanceListQueries(filter, { limit, offset: (pageNo - 1) * limit });
     return inSnapshot(orm, async (em) => {
-      const rows = await runSql<RawRow>(
-        em,
-        // Matches account_balances_user_created_idx.
-        `select *, ${LAPSED_SQL} as lapsed from account_balances where ${where.sql} order by created_at asc, id asc limit ? offset ?`,
-        [...where.params, limit, (pageNo - 1) * limit],
-      );
-      const [count] = await runSql<{ n: string }>(em, `select count(*)::text as n from account_balances where ${where.sql}`, where.params);
+      const rows = await runSql<RawRow>(em, q.items.sql, q.items.params);
+      const [count] = await runSql<{ n: string }>(em, q.total.sql, q.total.params);
       return { items: rows.map((row) => toBalanceRecord(em, row)), total: Number(count!.n) };
     });
   }

@@ -3,6 +3,7 @@ import { openLedger, type Ledger } from "./index.js";
 import { DUE_BALANCES_SQL, EXPIRE_BALANCES_SQL } from "./expiry.js";
 import { LOCK_BALANCES_SQL, WRITE_BATCH_SQL } from "./movement-batch.js";
 import { expiringQueries, statisticsQuery, totalsQuery, transactionQueries, type Query } from "./reads.js";
+import { balanceListQueries } from "./balance-filter.js";
 import { createTestDatabase, type TestDatabase } from "./testing.js";
 import { sql } from "./test-support/sql.js";
 
@@ -87,6 +88,14 @@ describe("query plans", () => {
     const f = transactionQueries({ userId: "user-7", currency: "EUR" }, { transactionType: "credit", ...window }, page);
     await expectIndexed("user transactions, filtered: page", f.items, "account_transactions_user_history_idx");
     await expectIndexed("user transactions, filtered: total", f.total, "account_transactions_user_history_idx");
+  });
+
+  it("a user's balances (balances.list)", async () => {
+    const q = balanceListQueries({ userId: "user-7" }, page);
+    await expectIndexed("balances: page", q.items, "account_balances_user_created_idx");
+    await expectIndexed("balances: total", q.total, "account_balances_user_created_idx");
+    const f = balanceListQueries({ userId: "user-7", status: "expired", currency: "EUR" }, page);
+    await expectIndexed("balances, expired in EUR: page", f.items, "account_balances_user_created_idx");
   });
 
   it("totals and statistics", async () => {
