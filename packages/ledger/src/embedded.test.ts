@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -75,36 +74,5 @@ describe("openLedger without databaseUrl", () => {
     } finally {
       await second.close();
     }
-  });
-});
-
-describe("a cluster left running by a process that was killed", () => {
-  it("is taken over by the next one, which stops it on close", async () => {
-    const dataDir = path.join(dir, "orphan");
-    // The built ledger in a child process, killed with SIGKILL once its cluster is up: nothing
-    // of its own gets to stop postgres.
-    const ledgerJs = new URL("../dist/index.js", import.meta.url).href;
-    const script = `const { openLedger } = await import(${JSON.stringify(ledgerJs)});
-      await openLedger({ dataDir: ${JSON.stringify(dataDir)}, log: (m) => console.log(m) });`;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = "";
-      child.stdout!.on("data", (c: Buffer) => {
-        out += c.toString();
-        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once("exit", (code) => reject(new Error(`the child exited (${code}) before its cluster was up: ${out}`)));
-    });
-    child.kill("SIGKILL");
-    await new Promise((r) => child.once("exit", r));
-    expect(await canConnect(port)).toBe(true);
-
-    const logs: string[] = [];
-    const next = await openLedger({ dataDir, log: (m) => logs.push(m) });
-    expect(logs).toContain(`embedded PostgreSQL: taking over the cluster left running on 127.0.0.1:${port}`);
-    expect(await next.ready()).toEqual({ ok: true });
-    await next.close();
-    expect(await canConnect(port)).toBe(false);
   });
 });

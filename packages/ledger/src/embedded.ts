@@ -28,8 +28,6 @@ export interface RunningPostgres {
 // Kept beside the cluster files: the superuser password of this cluster, random per cluster.
 const PASSWORD_FILE = "ledger-superuser-password";
 const STALE_STAGING_MS = 3_600_000;
-// The pid of the process that started the running cluster, and will stop it.
-const OWNER_FILE = "ledger-cluster-owner";
 const SUPERUSER = "postgres";
 const isRoot = (): boolean => process.getuid?.() === 0;
 const execFileAsync = promisify(execFile);
@@ -160,23 +158,10 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 
   // Another process of ours (the server, while a CLI command runs) may have this cluster
   // up already: share it rather than fail on its lock file, and leave stopping it to its owner.
-  // An owner that died without stopping it (kill -9) left it running: then it is ours to stop.
-  const running = initialised ? await runningCluster(dataDir) : undefined;
+  const running = initialised ? await runningPort(dataDir) : undefined;
   if (running !== undefined) {
-    const ownerPath = path.join(dataDir, OWNER_FILE);
-    const owner = Number.parseInt(await fs.readFile(ownerPath, "utf8").catch(() => ""), 10);
-    if (!Number.isInteger(owner) || isAlive(owner)) {
-      log(`embedded PostgreSQL: using the cluster already running on 127.0.0.1:${running.port}`);
-      return clusterHandle(running.port, password, async () => {});
-    }
-    log(`embedded PostgreSQL: taking over the cluster left running on 127.0.0.1:${running.port}`);
-    await fs.writeFile(ownerPath, `${process.pid}\n`);
-    const unwatchOrphan = watchCluster({ stop: () => stopPostmaster(running.pid), kill: () => signal(running.pid, "SIGINT") });
-    return clusterHandle(running.port, password, async () => {
-      unwatchOrphan();
-      await stopPostmaster(running.pid);
-      log("embedded PostgreSQL: stopped");
-    });
+    log(`embedded PostgreSQL: using the cluster already running on 127.0.0.1:${running}`);
+    return clusterHandle(running, password, async () => {});
   }
 
   // Postgres is chatty; keep its last lines to explain a failed start, log nothing otherwise.
@@ -247,8 +232,6 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     }
   }
   log(`embedded PostgreSQL: listening on 127.0.0.1:${port}`);
-  // Who stops it: a later process that finds it running with this one gone takes over.
-  await fs.writeFile(path.join(dataDir, OWNER_FILE), `${process.pid}\n`).catch(() => {});
 
   const started = instance;
   const unwatch = watchCluster({
@@ -262,32 +245,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, another user's.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Gone already.
-  }
-}
-
-/** A fast shutdown of a postmaster this process did not spawn, waiting (up to 30 s) for it to go. */
-async function stopPostmaster(pid: number): Promise<void> {
-  signal(pid, "SIGINT");
-  for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
-}
-
-/** The pid and port of a live postmaster in dataDir (its postmaster.pid: pid on line 1, port on line 4). */
-async function runningCluster(dataDir: string): Promise<{ pid: number; port: number } | undefined> {
+/** The port of a live postmaster in dataDir (its postmaster.pid: pid on line 1, port on line 4). */
+async function runningPort(dataDir: string): Promise<number | undefined> {
   const pidFile = path.join(dataDir, "postmaster.pid");
   const lines = (await fs.readFile(pidFile, "utf8").catch(() => "")).split("\n");
   const pid = Number.parseInt(lines[0] ?? "", 10);
@@ -305,7 +264,7 @@ async function runningCluster(dataDir: string): Promise<{ pid: number; port: num
     await fs.rm(pidFile, { force: true });
     return undefined;
   }
-  return { pid, port };
+  return port;
 }
 
 /** Whether process `pid` runs a `postgres` binary; undefined where /proc cannot tell (not Linux). */
