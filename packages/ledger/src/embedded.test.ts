@@ -76,3 +76,21 @@ describe("openLedger without databaseUrl", () => {
     }
   });
 });
+
+describe("a data folder that is there before the first start", () => {
+  it("is initialised in place, also through a symlink (as a Docker volume's mount point, it cannot be replaced)", async () => {
+    const target = path.join(dir, "volume");
+    await fs.mkdir(target);
+    const dataDir = path.join(dir, "linked");
+    await fs.symlink(target, dataDir);
+    const ledger = await openLedger({ dataDir });
+    try {
+      expect(await ledger.ready()).toEqual({ ok: true });
+    } finally {
+      await ledger.close();
+    }
+    expect((await fs.lstat(dataDir)).isSymbolicLink()).toBe(true);
+    await expect(fs.stat(path.join(target, "PG_VERSION"))).resolves.toBeTruthy();
+    await expect(fs.stat(path.join(target, "ledger-superuser-password"))).resolves.toBeTruthy();
+  });
+});

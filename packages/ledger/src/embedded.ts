@@ -191,25 +191,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 
   if (!initialised) {
     log(`embedded PostgreSQL: initialising a new cluster in ${dataDir}`);
-    // initdb runs in a folder of its own, moved into place with its password file only once
-    // both are complete: a start cut short (Ctrl-C during initdb) leaves a folder that the
-    // next start removes, never a cluster without its password that no start could open.
-    const parent = path.dirname(dataDir);
-    const stagingPrefix = `${path.basename(dataDir)}.init-`;
-    for (const entry of await fs.readdir(parent)) {
-      if (!entry.startsWith(stagingPrefix)) continue;
-      // Not one another process of ours is filling right now (initdb takes seconds, not an hour).
-      const stat = await fs.stat(path.join(parent, entry)).catch(() => undefined);
-      if (stat && Date.now() - stat.mtimeMs > STALE_STAGING_MS) await fs.rm(path.join(parent, entry), { recursive: true, force: true });
+    if (await exists(dataDir)) {
+      // A folder that is there already (a Docker volume's mount point, a symlink, one made by
+      // hand) cannot be replaced: initdb fills it in place, as before.
+      await create(0).initialise();
+      await fs.writeFile(passwordPath, `${password}\n`, { mode: 0o600 });
+    } else {
+      await initialiseStaged(dataDir, (staging) => create(0, staging).initialise(), password);
     }
-    const staging = path.join(parent, `${stagingPrefix}${randomBytes(6).toString("hex")}`);
-    await create(0, staging).initialise();
-    await fs.writeFile(path.join(staging, PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
-    await fs.rmdir(dataDir).catch(() => {}); // an empty folder made beforehand, if any
-    await fs.rename(staging, dataDir).catch(async (err: NodeJS.ErrnoException) => {
-      await fs.rm(staging, { recursive: true, force: true });
-      throw new Error(`embedded PostgreSQL: ${dataDir} is in the way (${err.code ?? "rename failed"}): it holds files but no cluster; empty it or choose another folder`);
-    });
   }
 
   // A port picked by the OS may be taken again before postgres binds it: retry a few times.
@@ -242,6 +231,33 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     unwatch();
     await started.stop();
     log("embedded PostgreSQL: stopped");
+  });
+}
+
+/**
+ * initdb in a folder of its own beside dataDir, moved into place with its password file only
+ * once both are complete: a start cut short (Ctrl-C during initdb) leaves a staging folder,
+ * never a cluster without its password that no later start could open. Staging folders older
+ * than an hour are such leftovers and go.
+ */
+async function initialiseStaged(dataDir: string, initdb: (staging: string) => Promise<void>, password: string): Promise<void> {
+  const parent = path.dirname(dataDir);
+  const stagingPrefix = `${path.basename(dataDir)}.init-`;
+  for (const entry of await fs.readdir(parent)) {
+    if (!entry.startsWith(stagingPrefix)) continue;
+    // Not one another process of ours is filling right now (initdb takes seconds, not an hour).
+    const stat = await fs.stat(path.join(parent, entry)).catch(() => undefined);
+    if (stat && Date.now() - stat.mtimeMs > STALE_STAGING_MS) await fs.rm(path.join(parent, entry), { recursive: true, force: true });
+  }
+  const staging = path.join(parent, `${stagingPrefix}${randomBytes(6).toString("hex")}`);
+  await initdb(staging);
+  await fs.writeFile(path.join(staging, PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
+  await fs.rename(staging, dataDir).catch(async (err: NodeJS.ErrnoException) => {
+    await fs.rm(staging, { recursive: true, force: true });
+    if (await exists(path.join(dataDir, "PG_VERSION"))) {
+      throw new Error(`embedded PostgreSQL: another process initialised ${dataDir} at the same moment; start again to use it`);
+    }
+    throw new Error(`embedded PostgreSQL: could not move the new cluster into ${dataDir} (${err.code ?? "rename failed"})`);
   });
 }
 
