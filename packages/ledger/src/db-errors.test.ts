@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { toLedgerError } from "./db-errors.js";
+import { isConnectionError, isPoolTimeout, toLedgerError } from "./db-errors.js";
 
 describe("toLedgerError", () => {
   it("takes a pool that stayed full for an outage (UNAVAILABLE), not a bug, however it is wrapped", () => {
@@ -8,7 +8,10 @@ describe("toLedgerError", () => {
       name: "DriverException",
     });
     const err = toLedgerError(wrapped);
-    expect([err.reason, err.message]).toEqual(["UNAVAILABLE", "the database is unavailable, try again later"]);
+    expect([err.reason, err.message]).toEqual(["UNAVAILABLE", "every database connection is busy, try again later"]);
+    // Not a connection lost: a transaction does not wait for the pool again (3 × 10 s).
+    expect(isConnectionError(wrapped)).toBe(false);
+    expect(isPoolTimeout(wrapped)).toBe(true);
     expect(toLedgerError(Object.assign(new Error("Knex: Timeout acquiring a connection."), { name: "KnexTimeoutError" })).reason).toBe("UNAVAILABLE");
     expect(toLedgerError(Object.assign(new Error("something else"), { name: "DriverException" })).reason).toBe("INTERNAL");
   });

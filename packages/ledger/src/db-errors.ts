@@ -100,6 +100,7 @@ export function isLockTimeout(err: LedgerError): boolean {
 export function failureKind(err: unknown): string {
   if (err instanceof CommitOutcomeUnknown) return failureKind(err.failure);
   if (err instanceof LedgerError) return err.reason;
+  if (isPoolTimeout(err)) return "no free connection";
   if (isConnectionError(err)) return "connection lost";
   const code = sqlState(err);
   return code ? `SQLSTATE ${code}` : "unexpected error";
@@ -108,18 +109,26 @@ export function failureKind(err: unknown): string {
 export function isConnectionError(err: unknown): boolean {
   const { code, name, message } = fields(err);
   if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;
-  if (name === "KnexTimeoutError" || name === "ConnectionException") return true;
+  if (name === "ConnectionException") return true;
   // knex ends a transaction whose connection broke between two statements; the next
   // statement then fails with "Transaction query already complete" (seen under
-  // pg_terminate_backend and PostgreSQL restarts): an outage, not a bug. A pool that stays
-  // full (many balances held for long) ends a wait for a connection with knex's
-  // "Timeout acquiring a connection", which MikroORM wraps in a DriverException.
+  // pg_terminate_backend and PostgreSQL restarts): an outage, not a bug.
   return (
     typeof message === "string" &&
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Transaction query already complete|Timeout acquiring a connection/i.test(
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Transaction query already complete/i.test(
       message,
     )
   );
+}
+
+/**
+ * No pool connection came free within knex's acquire timeout (many balances held for long):
+ * knex's KnexTimeoutError, which MikroORM may wrap in a DriverException. Busy, not broken, and
+ * not worth waiting for again: answered UNAVAILABLE at once, never retried.
+ */
+export function isPoolTimeout(err: unknown): boolean {
+  const { name, message } = fields(err);
+  return name === "KnexTimeoutError" || (typeof message === "string" && /Timeout acquiring a connection/i.test(message));
 }
 
 // undefined_table, undefined_column: the schema is not (yet) the one this code was built for.
@@ -136,6 +145,8 @@ export function toLedgerError(err: unknown): LedgerError {
   const unique = code === "23505" && typeof constraint === "string" ? UNIQUE_REASONS[constraint] : undefined;
   if (unique) {
     out = new LedgerError(unique.reason, unique.message);
+  } else if (isPoolTimeout(err)) {
+    out = new LedgerError("UNAVAILABLE", "every database connection is busy, try again later");
   } else if (isConnectionError(err)) {
     out = new LedgerError("UNAVAILABLE", "the database is unavailable, try again later");
   } else if (code === "55P03") {

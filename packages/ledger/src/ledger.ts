@@ -6,7 +6,7 @@ import { createIntegrity, type Integrity } from "./integrity.js";
 import { checkBatchingOptions, DEFAULT_BATCH_LOCK_TIMEOUT_MS, type BatchingOptions } from "./movement-batcher.js";
 import { createMovements, type MovementKind, type MovementOutcome, type Movements } from "./movements.js";
 import { createReads, type Reads } from "./reads.js";
-import { isConnectionError, openFailure } from "./db-errors.js";
+import { isConnectionError, isPoolTimeout, openFailure } from "./db-errors.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "./embedded.js";
 import { LedgerError } from "./errors.js";
 import { applyMigrations, checkServerVersion, DEFAULT_POOL_MAX, initOrm, MIGRATIONS_TABLE, migrationNames, runSql, type LedgerOrm } from "./orm.js";
@@ -192,7 +192,7 @@ async function checkReady(orm: LedgerOrm): Promise<Readiness> {
       if (pending.length > 0) return { ok: false, detail: `${pending.length} migration(s) not applied` };
       return { ok: true };
     } catch (err) {
-      return { ok: false, detail: isConnectionError(err) ? "database unreachable" : "database check failed" };
+      return { ok: false, detail: isPoolTimeout(err) ? "no free database connection" : isConnectionError(err) ? "database unreachable" : "database check failed" };
     }
   })();
   try {
