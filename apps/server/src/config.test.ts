@@ -214,7 +214,9 @@ describe("loadConfig", () => {
     expect(problemWith({ FLOWLESS_API_URL: "http://u:TopSecret@[bad/" }).message).toBe("FLOWLESS_API_URL: the value given is not a URL");
     const err = problemWith({ FLOWLESS_API_URL: "https://u:TopSecret@flowless.example" });
     expect(err.message).toBe("FLOWLESS_API_URL: must not carry a user name or password (X-Bridge-Secret authenticates)");
+    expect(problemWith({ FLOWLESS_API_URL: "https:u:TopSecret@flowless.example" }).message).toBe(err.message);
     expect(loadConfig({ FLOWLESS_API_URL: "https://flowless.example/" }).flowlessApiUrl).toBe("https://flowless.example");
+    expect(loadConfig({ FLOWLESS_API_URL: "https://flowless.example/?tenant=a@b" }).flowlessApiUrl).toBe("https://flowless.example/?tenant=a@b");
   });
 
   it("does not echo a malformed DATABASE_URL (it may carry a password)", () => {

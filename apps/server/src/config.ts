@@ -220,7 +220,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const authProvider = oneOf<AuthProviderName>("AUTH_PROVIDER", ["local", "flowless"]);
   const flowlessApiUrl = url("FLOWLESS_API_URL", ["http:", "https:"])?.replace(/\/+$/, "");
-  if (flowlessApiUrl !== undefined && /^[a-z]+:\/\/[^/]*@/i.test(flowlessApiUrl)) {
+  const flowlessParsed = flowlessApiUrl === undefined ? undefined : new URL(flowlessApiUrl);
+  if (flowlessParsed !== undefined && (flowlessParsed.username !== "" || flowlessParsed.password !== "")) {
     // fetch refuses such a URL on every call; the bridge secret is the credential.
     fail("FLOWLESS_API_URL", "must not carry a user name or password (X-Bridge-Secret authenticates)");
   }
