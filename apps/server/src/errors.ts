@@ -33,7 +33,7 @@ export const REASON_CODE: Record<Reason, Code> = {
 // (a JSON decode error quoting an unknown key) are clipped where gRPC answers are written
 // (transport/grpc-message.ts).
 export const MAX_MESSAGE_CHARS = 1_000;
-const MAX_DETAIL_CHARS = 200;
+export const MAX_DETAIL_CHARS = 200;
 
 /** `text` cut to at most `max` UTF-16 units, "…" included, never inside a surrogate pair. */
 export function clip(text: string, max: number): string {

@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { restCallKey } from "@account-balance/connect-rest";
 import { LedgerError, type Ledger, type Movements } from "@account-balance/ledger";
+import { bearerTokenOf } from "./auth/session-id.js";
 import { createServiceTokens } from "./auth/service-tokens.js";
 import type { NodeRequest, NodeResponse } from "./transport/listen.js";
 
@@ -121,8 +122,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       return true;
     }
     if (scraper !== undefined) {
-      const m = /^\s*bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-      if (!scraper.match(m?.[1])) {
+      if (!scraper.match(bearerTokenOf(req.headers.authorization))) {
         r.writeHead(401, { "www-authenticate": 'Bearer realm="metrics"', "content-type": "text/plain" });
         r.end("unauthorized\n");
         return true;

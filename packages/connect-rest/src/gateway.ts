@@ -314,9 +314,11 @@ function hiddenByParse(text: string): { key: string } | { number: string } | und
       case Token.CommaToken:
         keyNext = open[open.length - 1] !== undefined;
         break;
-      case Token.NumericLiteral:
-        if (roundsToWhole(scanner.getTokenValue())) return { number: scanner.getTokenValue() };
+      case Token.NumericLiteral: {
+        const literal = scanner.getTokenValue();
+        if (roundsToWhole(literal)) return { number: literal };
         break;
+      }
       case Token.StringLiteral:
         if (keyNext) {
           const keys = open[open.length - 1]!;
@@ -344,6 +346,8 @@ export function jsonHiddenProblem(text: string): string | undefined {
 
 /** Whether a JSON number literal is not a whole number, but its nearest double is. */
 function roundsToWhole(literal: string): boolean {
+  // Most numbers are plain integers: nothing to round.
+  if (!/[.eE]/.test(literal)) return false;
   const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(literal);
   if (!m || !Number.isInteger(Number(literal))) return false;
   const [, whole, fraction = "", exp = "0"] = m;

@@ -25,7 +25,6 @@ import {
   isUsableId,
   requireCurrency,
   requirePositiveInt,
-  requireText,
 } from "./validate.js";
 
 export interface CreateBalanceInput {
@@ -245,7 +244,10 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
         // The row lock orders this change after any in-flight credit or debit of the balance.
         const balance = await em.findOne(AccountBalance, ownedBalanceFilter(id, opts?.ownerId), { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (!balance) throw notFound();
-        const clock = await databaseNow(em);
+        // The database's clock, read once and only when needed: for a change's stamp, or to
+        // tell whether an active balance with an expiry has lapsed.
+        let clock: Date | undefined;
+        const now = async (): Promise<Date> => (clock ??= await databaseNow(em));
         const statusChanges = status !== undefined && status !== balance.status;
         const expiryChanges = expiresAt !== undefined && (expiresAt?.getTime() ?? null) !== (balance.expiresAt?.getTime() ?? null);
         if (opts?.metadataOnly && (statusChanges || expiryChanges)) {
@@ -277,10 +279,11 @@ export function createBalances(orm: LedgerOrm, idempotency: Idempotency, setting
         if (changed) {
           balance.version = balance.version + 1n;
           // Never before its last change, whatever the clock did since.
-          balance.updatedAt = clock > balance.updatedAt ? clock : balance.updatedAt;
+          const stamp = await now();
+          balance.updatedAt = stamp > balance.updatedAt ? stamp : balance.updatedAt;
           await em.flush();
         }
-        return seenAt(balance, clock);
+        return balance.status === "active" && balance.expiresAt != null ? seenAt(balance, await now()) : balance;
       })).value;
     });
   }

@@ -14,10 +14,13 @@ export interface FoundSessionId {
 
 /** The token of `Authorization: Bearer <token>`, the carrier of both session ids and service tokens. */
 export function bearerToken(header: Headers): string | undefined {
-  const value = header.get("authorization");
-  if (value === null) return undefined;
-  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
-  return match?.[1];
+  return bearerTokenOf(header.get("authorization") ?? undefined);
+}
+
+/** The token of an `Authorization` header's value `Bearer <token>` (one word), else undefined. */
+export function bearerTokenOf(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return /^\s*bearer\s+(\S+)\s*$/i.exec(value)?.[1];
 }
 
 /** Whether `Authorization` names the Bearer scheme, readable or not. */

@@ -97,7 +97,9 @@ export function accountBalanceService(ledger: Ledger): ServiceImpl<typeof Accoun
       const metadata = req.metadata === undefined ? undefined : stringMetadata(req.metadata);
       const idempotency = idempotencyOf(UpdateBalanceRequestSchema, req, ctx, caller);
       const scope = ownerScope(caller);
-      await requireVisible(ledger, req.id, scope);
+      // The ledger's update reads the balance through the owner filter (NOT_FOUND) before its
+      // own checks; only a keyed owner's call needs it read first, before any replay.
+      await visibleBeforeReplay(ledger, req.id, caller, idempotency);
       const status = balanceStatusWord(req.status);
       const expiresAt = req.clearExpiresAt ? null : dateOf(req.expiresAt);
       // Owners change metadata only; the ledger compares under the row lock, so a record sent
@@ -194,10 +196,6 @@ function transactionFilter(req: { transactionType: number; from?: Timestamp; to?
 }
 
 /**
- * Visibility before permission (spec section 4): a balance the caller may not see is
- * NOT_FOUND, so a FORBIDDEN never tells anyone that another user's id exists.
- */
-/**
  * A stored result is replayed before the ledger looks the balance up, and keys are scoped to
  * the user, not to their rights: a user who debited or closed someone else's balance as an
  * admin, and is one no more (role changed, ADMIN_ROLES edited), must get NOT_FOUND for it, as
@@ -209,6 +207,10 @@ async function visibleBeforeReplay(ledger: Ledger, id: string, caller: Caller, i
   await requireVisible(ledger, id, ownerScope(caller));
 }
 
+/**
+ * Visibility before permission (spec section 4): a balance the caller may not see is
+ * NOT_FOUND, so a FORBIDDEN never tells anyone that another user's id exists.
+ */
 async function forbidAfterVisibility(ledger: Ledger, id: string, scope: { ownerId?: string }, message: string): Promise<never> {
   await requireVisible(ledger, id, scope);
   throw refusal("FORBIDDEN", message);

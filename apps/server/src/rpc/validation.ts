@@ -1,6 +1,6 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { clip, refusal } from "../errors.js";
+import { clip, MAX_DETAIL_CHARS, refusal } from "../errors.js";
 import { invalidTimestamps } from "./timestamps.js";
 
 /**
@@ -24,7 +24,7 @@ export function createValidationInterceptor(): Interceptor {
       if (result.kind === "invalid") {
         // Each violation names its field path, which quotes map keys as sent: kept short so
         // that every violation still shows within the refusal's bounded message.
-        const fields = result.violations.map((v) => clip(v.toString(), 200));
+        const fields = result.violations.map((v) => clip(v.toString(), MAX_DETAIL_CHARS));
         throw refusal("VALIDATION_FAILED", `invalid request: ${fields.join("; ")}`);
       }
       if (result.kind === "error") {

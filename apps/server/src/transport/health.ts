@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { clip } from "../errors.js";
+import { clip, MAX_DETAIL_CHARS } from "../errors.js";
 import {
   Health,
   HealthCheckResponseSchema,
@@ -47,7 +47,7 @@ export function registerHealth(router: ConnectRouter, check: HealthCheck, option
     async check(req) {
       const s = await status(req.service);
       // The spec: Check on an unknown service fails with NOT_FOUND.
-      if (s === "SERVICE_UNKNOWN") throw new ConnectError(`unknown service ${clip(req.service, 200)}`, Code.NotFound);
+      if (s === "SERVICE_UNKNOWN") throw new ConnectError(`unknown service ${clip(req.service, MAX_DETAIL_CHARS)}`, Code.NotFound);
       return response(s);
     },
 
