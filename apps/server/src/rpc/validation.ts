@@ -1,6 +1,7 @@
 import { createValidator } from "@bufbuild/protovalidate";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { clip, MAX_DETAIL_CHARS, refusal } from "../errors.js";
+import { contractRegexMatch } from "./patterns.js";
 import { invalidTimestamps } from "./timestamps.js";
 
 /**
@@ -9,7 +10,7 @@ import { invalidTimestamps } from "./timestamps.js";
  * the auth interceptor: the spec checks credentials and roles before input.
  */
 export function createValidationInterceptor(): Interceptor {
-  const validator = createValidator();
+  const validator = createValidator({ regexMatch: contractRegexMatch });
   return (next) => async (req) => {
     if (!req.stream) {
       const timestamps = invalidTimestamps(req.method.input, req.message);
