@@ -1,5 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { ServerResponse } from "node:http";
@@ -80,12 +79,7 @@ const INIT = `window.ui = SwaggerUIBundle({
 `;
 
 interface Served {
-  /**
-   * The bytes, or the file to read them from on each request: Swagger UI's bundle is 1.7 MB
-   * that a ledger process would otherwise hold for good (RSS, see docs/benchmarks.md) for a
-   * page people open now and then; the operating system's page cache keeps it warm.
-   */
-  body: Buffer | { file: string };
+  body: Buffer;
   type: string;
   cache: string;
   csp?: boolean;
@@ -103,10 +97,7 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
   files.set("/docs/init.js", { body: Buffer.from(INIT), type: "text/javascript; charset=utf-8", cache: "no-cache" });
   // The package is pinned, but the page is not versioned: revalidate after an hour.
   for (const [name, type] of Object.entries(ASSETS)) {
-    const file = join(uiDir, name);
-    // A missing file still stops the start, as reading it here did.
-    if (!statSync(file).isFile()) throw new Error(`swagger-ui-dist: ${name} is not a file`);
-    files.set(`/docs/${name}`, { body: { file }, type, cache: "public, max-age=3600" });
+    files.set(`/docs/${name}`, { body: readFileSync(join(uiDir, name)), type, cache: "public, max-age=3600" });
   }
 
   return (req, res) => {
@@ -122,14 +113,7 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
       send(req, r, 405, { body: Buffer.from("method not allowed\n"), type: "text/plain; charset=utf-8", cache: "no-store" }, { allow: "GET, HEAD" });
       return true;
     }
-    if (Buffer.isBuffer(file.body)) {
-      send(req, r, 200, { ...file, body: file.body });
-      return true;
-    }
-    readFile(file.body.file).then(
-      (body) => send(req, r, 200, { ...file, body }),
-      () => send(req, r, 503, { body: Buffer.from("this file is not available\n"), type: "text/plain; charset=utf-8", cache: "no-store" }),
-    );
+    send(req, r, 200, file);
     return true;
   };
 }
@@ -154,7 +138,7 @@ function rebase(path: string, from: string, to: string): string {
   return rest === undefined ? path : to + rest;
 }
 
-function send(req: NodeRequest, res: ServerResponse, status: number, file: Served & { body: Buffer }, extra: Record<string, string> = {}): void {
+function send(req: NodeRequest, res: ServerResponse, status: number, file: Served, extra: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const headers: Record<string, string | number> = {
     "content-type": file.type,
