@@ -1,10 +1,14 @@
+import { readFileSync } from "node:fs";
 import http2 from "node:http2";
+import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDocs, loadDocument, type DocsOptions } from "./docs.js";
 import { listen, type Listening, type NodeRequest, type NodeResponse } from "./listen.js";
 
-const generated = createRequire(import.meta.url).resolve("@account-balance/proto/openapi.json");
+const require = createRequire(import.meta.url);
+const generated = require.resolve("@account-balance/proto/openapi.json");
+const uiFile = (name: string) => join(dirname(require.resolve("swagger-ui-dist/package.json")), name);
 const DEFAULT_BASE = "/bridge-payment/account-balance";
 
 const open: Listening[] = [];
@@ -60,9 +64,15 @@ describe("createDocs", () => {
     expect(page.headers.get("content-security-policy")).toContain("connect-src 'self'");
     expect(await page.text()).toContain('<script src="/docs/swagger-ui-bundle.js"></script>');
     expect((await fetch(url("/docs/"))).status).toBe(200);
-    const bundle = await fetch(url("/docs/swagger-ui-bundle.js"));
-    expect(bundle.status).toBe(200);
-    expect((await bundle.arrayBuffer()).byteLength).toBeGreaterThan(500_000);
+    // Concurrent first requests share one read; every answer is the whole file.
+    const onDisk = readFileSync(uiFile("swagger-ui-bundle.js"));
+    const bundles = await Promise.all([1, 2, 3].map(() => fetch(url("/docs/swagger-ui-bundle.js"))));
+    for (const bundle of bundles) {
+      expect([bundle.status, bundle.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+      expect(Buffer.from(await bundle.arrayBuffer()).equals(onDisk)).toBe(true);
+    }
+    const headOfBundle = await fetch(url("/docs/swagger-ui-bundle.js"), { method: "HEAD" });
+    expect([headOfBundle.status, headOfBundle.headers.get("content-length"), await headOfBundle.text()]).toEqual([200, String(onDisk.length), ""]);
 
     expect((await fetch(url("/docs/index.html"))).status).toBe(404);
     expect((await fetch(url("/docs/..%2fpackage.json"))).status).toBe(404);
@@ -76,6 +86,15 @@ describe("createDocs", () => {
     expect((await fetch(url("/documents"))).status).toBe(418);
     expect((await fetch(url("/bridge-payment/account-balance/docs"))).status).toBe(418);
     expect(fallthrough()).toBe(2);
+  });
+
+  it("does not read Swagger UI's files until the page is opened", () => {
+    // 2 MB of every server's RSS otherwise. Forty instances kept alive: holding the files
+    // at start would take 40 × 1.97 MB, far beyond anything freed meanwhile.
+    const before = process.memoryUsage().arrayBuffers;
+    const kept = Array.from({ length: 40 }, () => createDocs());
+    expect(kept).toHaveLength(40);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(10_000_000);
   });
 
   it("answers over HTTP/2 too", async () => {

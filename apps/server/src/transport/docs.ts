@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { ServerResponse } from "node:http";
@@ -79,7 +80,12 @@ const INIT = `window.ui = SwaggerUIBundle({
 `;
 
 interface Served {
-  body: Buffer;
+  /**
+   * The bytes, or how to get them: Swagger UI's files (2 MB) are read when the page is first
+   * opened and then kept, one copy for every request, so a server whose /docs nobody opens
+   * does not carry them in its RSS (a 150 MB target, docs/benchmarks.md).
+   */
+  body: Buffer | (() => Promise<Buffer>);
   type: string;
   cache: string;
   csp?: boolean;
@@ -97,7 +103,7 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
   files.set("/docs/init.js", { body: Buffer.from(INIT), type: "text/javascript; charset=utf-8", cache: "no-cache" });
   // The package is pinned, but the page is not versioned: revalidate after an hour.
   for (const [name, type] of Object.entries(ASSETS)) {
-    files.set(`/docs/${name}`, { body: readFileSync(join(uiDir, name)), type, cache: "public, max-age=3600" });
+    files.set(`/docs/${name}`, { body: readOnce(join(uiDir, name)), type, cache: "public, max-age=3600" });
   }
 
   return (req, res) => {
@@ -113,8 +119,36 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
       send(req, r, 405, { body: Buffer.from("method not allowed\n"), type: "text/plain; charset=utf-8", cache: "no-store" }, { allow: "GET, HEAD" });
       return true;
     }
-    send(req, r, 200, file);
+    const { body } = file;
+    if (Buffer.isBuffer(body)) {
+      send(req, r, 200, { ...file, body });
+      return true;
+    }
+    body()
+      .then(
+        (bytes) => send(req, r, 200, { ...file, body: bytes }),
+        () => send(req, r, 503, { body: Buffer.from("this file is not available\n"), type: "text/plain; charset=utf-8", cache: "no-store" }),
+      )
+      .catch(() => r.destroy());
     return true;
+  };
+}
+
+/**
+ * The file's bytes, read on the first call and shared by every later one (concurrent first
+ * calls wait for the same read). Reading per request instead let streams that never take
+ * their answer hold a copy each (932 MB with 500 of them). A missing file stops the start,
+ * as reading it at start did; a failed read is tried again on the next call.
+ */
+function readOnce(path: string): () => Promise<Buffer> {
+  if (!statSync(path).isFile()) throw new Error(`swagger-ui-dist: ${path} is not a file`);
+  let bytes: Promise<Buffer> | undefined;
+  return () => {
+    bytes ??= readFile(path).catch((err: unknown) => {
+      bytes = undefined;
+      throw err;
+    });
+    return bytes;
   };
 }
 
@@ -138,7 +172,7 @@ function rebase(path: string, from: string, to: string): string {
   return rest === undefined ? path : to + rest;
 }
 
-function send(req: NodeRequest, res: ServerResponse, status: number, file: Served, extra: Record<string, string> = {}): void {
+function send(req: NodeRequest, res: ServerResponse, status: number, file: Served & { body: Buffer }, extra: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const headers: Record<string, string | number> = {
     "content-type": file.type,
