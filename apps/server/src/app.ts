@@ -161,7 +161,10 @@ async function serve(config: Config, log: Logger, ledger: Ledger, metrics: Metri
 
   const cors = createCors({ allowedOrigins: config.corsAllowedOrigins });
   const probes = createProbes({ ready: () => ledger.ready() });
-  const docs = createDocs({ basePathForServer: config.restBasePath });
+  const docs = createDocs({
+    basePathForServer: config.restBasePath,
+    onError: (err) => log.error("docs: a Swagger UI file could not be read", { error: (err as NodeJS.ErrnoException)?.code ?? "unknown" }),
+  });
 
   type Req = IncomingMessage | Http2ServerRequest;
   type Res = ServerResponse | Http2ServerResponse;

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDocs, loadDocument, type DocsOptions } from "./docs.js";
 import { listen, type Listening, type NodeRequest, type NodeResponse } from "./listen.js";
 
@@ -10,6 +10,22 @@ const require = createRequire(import.meta.url);
 const generated = require.resolve("@account-balance/proto/openapi.json");
 const uiFile = (name: string) => join(dirname(require.resolve("swagger-ui-dist/package.json")), name);
 const DEFAULT_BASE = "/bridge-payment/account-balance";
+
+// Every read of a Swagger UI file, counted; a test can hold reads at a gate or fail one.
+const reads = vi.hoisted(() => ({ count: 0, gate: undefined as Promise<void> | undefined, failNext: false }));
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  const readFile = async (...args: Parameters<typeof actual.readFile>) => {
+    reads.count++;
+    if (reads.gate) await reads.gate;
+    if (reads.failNext) {
+      reads.failNext = false;
+      throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
+    }
+    return actual.readFile(...args);
+  };
+  return { ...actual, readFile, default: { ...actual, readFile } };
+});
 
 const open: Listening[] = [];
 afterEach(async () => {
@@ -64,15 +80,9 @@ describe("createDocs", () => {
     expect(page.headers.get("content-security-policy")).toContain("connect-src 'self'");
     expect(await page.text()).toContain('<script src="/docs/swagger-ui-bundle.js"></script>');
     expect((await fetch(url("/docs/"))).status).toBe(200);
-    // Concurrent first requests share one read; every answer is the whole file.
-    const onDisk = readFileSync(uiFile("swagger-ui-bundle.js"));
-    const bundles = await Promise.all([1, 2, 3].map(() => fetch(url("/docs/swagger-ui-bundle.js"))));
-    for (const bundle of bundles) {
-      expect([bundle.status, bundle.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
-      expect(Buffer.from(await bundle.arrayBuffer()).equals(onDisk)).toBe(true);
-    }
-    const headOfBundle = await fetch(url("/docs/swagger-ui-bundle.js"), { method: "HEAD" });
-    expect([headOfBundle.status, headOfBundle.headers.get("content-length"), await headOfBundle.text()]).toEqual([200, String(onDisk.length), ""]);
+    const bundle = await fetch(url("/docs/swagger-ui-bundle.js"));
+    expect([bundle.status, bundle.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+    expect(Buffer.from(await bundle.arrayBuffer()).equals(readFileSync(uiFile("swagger-ui-bundle.js")))).toBe(true);
 
     expect((await fetch(url("/docs/index.html"))).status).toBe(404);
     expect((await fetch(url("/docs/..%2fpackage.json"))).status).toBe(404);
@@ -86,6 +96,43 @@ describe("createDocs", () => {
     expect((await fetch(url("/documents"))).status).toBe(418);
     expect((await fetch(url("/bridge-payment/account-balance/docs"))).status).toBe(418);
     expect(fallthrough()).toBe(2);
+  });
+
+  it("reads a Swagger UI file once, when it is first asked for, and shares it", async () => {
+    reads.count = 0;
+    let open!: () => void;
+    reads.gate = new Promise<void>((resolve) => (open = resolve));
+    const { url } = await start();
+    expect(reads.count).toBe(0);
+    const onDisk = readFileSync(uiFile("swagger-ui-bundle.js"));
+    // Three first requests at once (a HEAD among them) wait for one read.
+    const first = [fetch(url("/docs/swagger-ui-bundle.js")), fetch(url("/docs/swagger-ui-bundle.js")), fetch(url("/docs/swagger-ui-bundle.js"), { method: "HEAD" })];
+    await vi.waitFor(() => expect(reads.count).toBe(1));
+    open();
+    reads.gate = undefined;
+    const [a, b, head] = await Promise.all(first);
+    for (const res of [a!, b!]) expect(Buffer.from(await res.arrayBuffer()).equals(onDisk)).toBe(true);
+    expect([head!.status, head!.headers.get("content-length"), await head!.text()]).toEqual([200, String(onDisk.length), ""]);
+    // A later request uses the same bytes.
+    expect(Buffer.from(await (await fetch(url("/docs/swagger-ui-bundle.js"))).arrayBuffer()).equals(onDisk)).toBe(true);
+    expect(reads.count).toBe(1);
+  });
+
+  it("answers 503 without a path when a file cannot be read, tells onError, and reads again next time", async () => {
+    reads.count = 0;
+    reads.failNext = true;
+    const errors: unknown[] = [];
+    const docs = createDocs({ onError: (err) => errors.push(err) });
+    const server = await listen({ port: 0, host: "127.0.0.1", handler: (req, res) => void docs(req, res) });
+    open.push(server);
+    const at = `http://127.0.0.1:${server.port}/docs/swagger-ui.css`;
+    const failed = await fetch(at);
+    expect([failed.status, await failed.text(), failed.headers.get("cache-control")]).toEqual([503, "this file is not available\n", "no-store"]);
+    expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(["EIO"]);
+    const again = await fetch(at);
+    expect(again.status).toBe(200);
+    expect(Buffer.from(await again.arrayBuffer()).equals(readFileSync(uiFile("swagger-ui.css")))).toBe(true);
+    expect(reads.count).toBe(2);
   });
 
   it("does not read Swagger UI's files until the page is opened", () => {
@@ -112,6 +159,19 @@ describe("createDocs", () => {
       });
       expect(status).toBe(200);
       expect(Object.keys((JSON.parse(body) as { paths: object }).paths)).toContain(`${DEFAULT_BASE}/me/balances`);
+
+      // A stream reset before its file is read leaves nothing broken: the next one gets it whole.
+      const cancelled = session.request({ ":path": "/docs/swagger-ui-bundle.js" });
+      cancelled.on("error", () => {});
+      cancelled.close(http2.constants.NGHTTP2_CANCEL);
+      const bytes = await new Promise<Buffer>((resolve, reject) => {
+        const stream = session.request({ ":path": "/docs/swagger-ui-bundle.js" });
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", () => resolve(Buffer.concat(chunks)));
+        stream.on("error", reject);
+      });
+      expect(bytes.equals(readFileSync(uiFile("swagger-ui-bundle.js")))).toBe(true);
     } finally {
       session.close();
     }

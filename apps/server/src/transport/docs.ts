@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -19,6 +19,8 @@ export interface DocsOptions {
   basePathForServer?: string;
   /** Where the generated document is. Default: @account-balance/proto/openapi.json. */
   documentPath?: string;
+  /** Told why a Swagger UI file could not be read (the request got a 503). */
+  onError?: (err: unknown) => void;
 }
 
 const require = createRequire(import.meta.url);
@@ -126,8 +128,15 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
     }
     body()
       .then(
-        (bytes) => send(req, r, 200, { ...file, body: bytes }),
-        () => send(req, r, 503, { body: Buffer.from("this file is not available\n"), type: "text/plain; charset=utf-8", cache: "no-store" }),
+        (bytes) => {
+          // Read: later requests take the Buffer directly.
+          files.set(path, { ...file, body: bytes });
+          send(req, r, 200, { ...file, body: bytes });
+        },
+        (err: unknown) => {
+          options.onError?.(err);
+          send(req, r, 503, { body: Buffer.from("this file is not available\n"), type: "text/plain; charset=utf-8", cache: "no-store" });
+        },
       )
       .catch(() => r.destroy());
     return true;
@@ -137,11 +146,13 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
 /**
  * The file's bytes, read on the first call and shared by every later one (concurrent first
  * calls wait for the same read). Reading per request instead let streams that never take
- * their answer hold a copy each (932 MB with 500 of them). A missing file stops the start,
- * as reading it at start did; a failed read is tried again on the next call.
+ * their answer hold a copy each (932 MB with 500 of them). A missing or unreadable file
+ * stops the start, as reading it at start did; a read that fails later (the package changed
+ * under a running server) is a 503 and is tried again on the next call.
  */
 function readOnce(path: string): () => Promise<Buffer> {
   if (!statSync(path).isFile()) throw new Error(`swagger-ui-dist: ${path} is not a file`);
+  accessSync(path, constants.R_OK);
   let bytes: Promise<Buffer> | undefined;
   return () => {
     bytes ??= readFile(path).catch((err: unknown) => {
@@ -172,8 +183,13 @@ function rebase(path: string, from: string, to: string): string {
   return rest === undefined ? path : to + rest;
 }
 
+/** The response can no longer be written: over HTTP/2 the compat response has no `destroyed`, its stream does. */
+function gone(res: NodeResponse): boolean {
+  return "stream" in res ? res.stream.destroyed || res.stream.closed : res.destroyed;
+}
+
 function send(req: NodeRequest, res: ServerResponse, status: number, file: Served & { body: Buffer }, extra: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
+  if (res.headersSent || gone(res)) return;
   const headers: Record<string, string | number> = {
     "content-type": file.type,
     "content-length": file.body.length,
