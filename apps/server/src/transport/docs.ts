@@ -128,11 +128,7 @@ export function createDocs(options: DocsOptions = {}): (req: NodeRequest, res: N
     }
     body()
       .then(
-        (bytes) => {
-          // Read: later requests take the Buffer directly.
-          files.set(path, { ...file, body: bytes });
-          send(req, r, 200, { ...file, body: bytes });
-        },
+        (bytes) => send(req, r, 200, { ...file, body: bytes }),
         (err: unknown) => {
           options.onError?.(err);
           send(req, r, 503, { body: Buffer.from("this file is not available\n"), type: "text/plain; charset=utf-8", cache: "no-store" });
